@@ -1,0 +1,73 @@
+"""Health summary (protocol.md §5.1): cached in the Django cache, refreshed single-flight,
+every completed refresh bumps stateVersion.health and broadcasts health.changed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+
+from .protocol.events import READERS, emit, now_ms
+from .protocol.presence import HEALTH
+from .queries import DEFAULT_AGENT_ID, SESSIONS_PATH, session_overview
+
+if TYPE_CHECKING:
+    from .runtime import GatewayRuntime
+
+CACHE_KEY = "health:summary"
+FRESH_MS = 60_000
+
+
+def build_summary(heartbeat_seconds: int) -> dict[str, Any]:
+    started = time.monotonic()
+    sessions = session_overview()
+    summary = {
+        "ok": True, "ts": now_ms(), "durationMs": 0, "channels": {}, "channelOrder": [], "channelLabels": {},
+        "heartbeatSeconds": heartbeat_seconds, "defaultAgentId": DEFAULT_AGENT_ID,
+        "agents": [{"agentId": DEFAULT_AGENT_ID, "isDefault": True,
+                    "heartbeat": {"enabled": False, "every": "0m", "everyMs": None, "prompt": "", "target": "main",
+                                  "ackMaxChars": 300},
+                    "sessions": {"path": SESSIONS_PATH, **sessions}}],
+        "sessions": {"path": SESSIONS_PATH, **sessions},
+    }
+    summary["durationMs"] = int((time.monotonic() - started) * 1000)
+    return summary
+
+
+class HealthMonitor:
+    def __init__(self, runtime: GatewayRuntime):
+        self.runtime = runtime
+        self._inflight: asyncio.Future | None = None
+
+    def cached(self) -> dict[str, Any] | None:
+        return cache.get(CACHE_KEY)
+
+    async def refresh(self) -> dict[str, Any]:
+        """Single-flight: concurrent callers share one run."""
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        self._inflight = asyncio.get_running_loop().create_future()
+        try:
+            summary = await sync_to_async(build_summary)(0)
+            cache.set(CACHE_KEY, summary, timeout=None)
+            self.runtime.versions.bump(HEALTH)
+            await emit("health.changed", summary, READERS, state_version=self.runtime.versions.current(),
+                       droppable=False)
+            self._inflight.set_result(summary)
+            return summary
+        except BaseException as exc:
+            self._inflight.set_exception(exc)
+            self._inflight.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            self._inflight = None
+
+    async def get(self, probe: bool) -> dict[str, Any]:
+        cached = self.cached()
+        if not probe and cached and now_ms() - cached.get("ts", 0) < FRESH_MS:
+            asyncio.get_running_loop().create_task(self.refresh())
+            return cached
+        return await self.refresh()

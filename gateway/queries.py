@@ -1,0 +1,41 @@
+"""Reads used by the system methods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+
+from .models import Session
+from .protocol.events import now_ms
+
+DEFAULT_AGENT_ID = "main"
+MAIN_KEY = "main"
+
+
+def sessions_path() -> str:
+    """Where transcripts live under D7: the database alias and table, never a filesystem path."""
+    return f"db:{connection.alias}/sessions"
+
+
+SESSIONS_PATH = "db:default/sessions"
+
+
+def session_overview(limit: int = 10) -> dict[str, Any]:
+    now = now_ms()
+    recent = [{"key": s.key, "updatedAt": s.updated_at_ms, "age": now - s.updated_at_ms}
+              for s in Session.objects.order_by("-updated_at_ms")[:limit]]
+    return {"count": Session.objects.count(), "recent": recent}
+
+
+def session_status_rows(limit: int = 10) -> list[dict[str, Any]]:
+    now = now_ms()
+    rows = []
+    for s in Session.objects.order_by("-updated_at_ms")[:limit]:
+        total = s.input_tokens + s.output_tokens
+        rows.append({"agentId": s.agent_id, "key": s.key, "kind": "direct", "sessionId": str(s.session_id),
+                     "updatedAt": s.updated_at_ms, "age": now - s.updated_at_ms, "inputTokens": s.input_tokens,
+                     "outputTokens": s.output_tokens, "totalTokens": total, "totalTokensFresh": True,
+                     "remainingTokens": None, "percentUsed": None, "model": s.model or None,
+                     "contextTokens": None, "flags": []})
+    return rows

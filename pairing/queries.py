@@ -1,0 +1,54 @@
+"""Reads and wire shapes for devices and pairing requests (auth-and-pairing.md §3.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.protocol.events import now_ms
+
+from .models import Device, DeviceToken, PairingRequest
+
+PENDING_TTL_MS = 5 * 60 * 1000
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v not in (None, "")}
+
+
+def request_payload(r: PairingRequest) -> dict[str, Any]:
+    out = _compact({"requestId": str(r.request_id), "deviceId": r.device_id, "publicKey": r.public_key,
+                    "displayName": r.display_name, "platform": r.platform, "clientId": r.client_id,
+                    "clientMode": r.client_mode, "role": r.role, "remoteIp": r.remote_ip, "ts": r.ts})
+    out.update({"roles": [r.role], "scopes": list(r.scopes), "silent": r.silent, "isRepair": r.is_repair})
+    return out
+
+
+def token_summary(t: DeviceToken) -> dict[str, Any]:
+    return _compact({"role": t.role, "scopes": list(t.scopes), "createdAtMs": t.created_at_ms,
+                     "rotatedAtMs": t.rotated_at_ms, "revokedAtMs": t.revoked_at_ms,
+                     "lastUsedAtMs": t.last_used_at_ms})
+
+
+def device_payload(d: Device) -> dict[str, Any]:
+    """A paired device with its tokens summarised: never a token string (D5)."""
+    out = _compact({"deviceId": d.device_id, "publicKey": d.public_key, "displayName": d.display_name,
+                    "platform": d.platform, "clientId": d.client_id, "clientMode": d.client_mode, "role": d.role,
+                    "remoteIp": d.remote_ip, "createdAtMs": d.created_at_ms, "approvedAtMs": d.approved_at_ms})
+    out["roles"] = list(d.roles or [])
+    out["scopes"] = list(d.scopes or [])
+    out["tokens"] = [token_summary(t) for t in sorted(d.tokens.all(), key=lambda t: t.role)]
+    return out
+
+
+def pending_requests() -> list[PairingRequest]:
+    return list(PairingRequest.objects.filter(status=PairingRequest.Status.PENDING,
+                                              ts__gte=now_ms() - PENDING_TTL_MS).order_by("-ts"))
+
+
+def pairing_listing() -> dict[str, Any]:
+    return {"pending": [request_payload(r) for r in pending_requests()],
+            "paired": [device_payload(d) for d in Device.objects.prefetch_related("tokens").order_by("-approved_at_ms")]}
+
+
+def find_device(device_id: str) -> Device | None:
+    return Device.objects.filter(device_id=device_id).first()
