@@ -3,7 +3,10 @@ and has a default that works on a laptop; the README has the table."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
+import tempfile
 from pathlib import Path
 
 import environ
@@ -14,6 +17,9 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
 
 # --- where state lives ------------------------------------------------------------------------
+if "pytest" in sys.modules and "ANIMA_STATE_DIR" not in os.environ:
+    # The test suite never touches the developer's gateway state (token, database, log).
+    os.environ["ANIMA_STATE_DIR"] = tempfile.mkdtemp(prefix="anima-test-")
 STATE_DIR = Path(env.str("ANIMA_STATE_DIR", default=str(BASE_DIR / ".state"))).expanduser()
 STATE_DIR.mkdir(parents=True, exist_ok=True)
 
