@@ -44,7 +44,7 @@ async def pair_list(ctx: CallContext, params: Params) -> dict[str, Any]:
 @method("device.pair.approve", scope=PAIRING, params=RequestIdParams)
 async def pair_approve(ctx: CallContext, params: RequestIdParams) -> dict[str, Any]:
     def approve() -> dict[str, Any]:
-        device = services.approve_pairing(params.request_id, approver_scopes=ctx.conn.scopes,
+        device = services.approve_pairing(params.request_id, approver_scopes=ctx.conn.granting_scopes,
                                           resolved_by=actor(ctx))
         return {"requestId": params.request_id, "device": queries.device_payload(device)}
 

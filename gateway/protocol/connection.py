@@ -52,6 +52,7 @@ class Connection:
         self.node_id: str | None = None
         self.presence_key: str | None = None
         self.caps: list[str] = []
+        self.auth_method = "none"
         self.seq = 0
         self.closing = False
         self._send = send
@@ -59,6 +60,12 @@ class Connection:
         self._queued_bytes = 0
         self._probe = transport_buffer_probe(send)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    @property
+    def granting_scopes(self) -> frozenset[str] | None:
+        """What this connection may grant to others: None (everything) when it proved the shared
+        secret, which is owner-level trust (README D5); else its own scopes."""
+        return None if self.auth_method in ("token", "password", "none") else self.scopes
 
     # --- outbound ---------------------------------------------------------------------------
 

@@ -191,6 +191,7 @@ class GatewayConsumer(AsyncConsumer):
         conn.client = admitted.client
         conn.device_id = admitted.device_id
         conn.caps = admitted.caps
+        conn.auth_method = admitted.auth_method
         if admitted.role == "node":
             conn.node_id = admitted.device_id or admitted.client["id"]
         tracked = admitted.client["mode"] != "cli"

@@ -196,7 +196,7 @@ def pairing_gate(params: ConnectParams, role: str, scopes: list[str], public_key
         request, _created = services.request_pairing(ident, silent=address.local_direct)
         if not request.silent:
             raise HandshakeRefused(GatewayError("NOT_PAIRED", "pairing required",
-                                                details={"requestId": str(request.request_id), "reason": why}))
+                                                details={"requestId": str(request.request_id), "pairing": why}))
         services.approve_pairing(str(request.request_id), resolved_by="auto (local device)")
     else:
         services.record_connect(ident)

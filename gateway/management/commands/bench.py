@@ -1,0 +1,40 @@
+"""`manage.py bench`: the gateway against a bare websockets server (gateway/bench.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from gateway.bench import DEFAULT_SIZES, QUICK_SIZES, BenchError, format_report, run
+
+
+class Command(BaseCommand):
+    help = ("Benchmark the gateway (health round trips, 32 concurrent connections, handshakes) against a bare "
+            "websockets server doing the same JSON work; reports server CPU per call and the ratios.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quick", action="store_true", help="small counts (CI smoke run)")
+        parser.add_argument("--json", action="store_true", help="print the results as JSON (progress to stderr)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sizes = QUICK_SIZES if options["quick"] else DEFAULT_SIZES
+
+        def log(message: str) -> None:
+            if options["verbosity"] > 0:
+                print(f"bench: {message}", file=sys.stderr, flush=True)
+
+        try:
+            report = run(sizes, settings.BASE_DIR, log)
+        except KeyboardInterrupt:
+            print("bench: interrupted; both servers stopped", file=sys.stderr)
+            sys.exit(130)
+        except BenchError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2))
+        else:
+            self.stdout.write(format_report(report))
