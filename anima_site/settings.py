@@ -97,7 +97,11 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # Defaults drop messages past 100 per channel and forget groups after a day;
             # the gateway fans out through one channel per process, so size it for bursts.
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 100_000, "expiry": 60, "group_expiry": 7 * 86400,
+            # redis-py's default 5 s socket timeout equals channels-redis's 5 s BZPOPMIN, so an
+            # idle receive timed out client-side (racing a message the server was handing over):
+            # the read timeout must outlast the blocking pop.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 100_000,
+                       "expiry": 60, "group_expiry": 7 * 86400,
                        "prefix": env.str("ANIMA_REDIS_PREFIX", default="anima")},
         }
     }
