@@ -14,6 +14,7 @@ Applied only when daphne is the server in this process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
@@ -66,10 +67,34 @@ def _hook_server_start(runtime: GatewayRuntime) -> None:
             log.warning("daphne closes every WebSocket after %ss (--websocket_timeout); the gateway's clients "
                         "expect long-lived sockets: pass --websocket_timeout -1", server.websocket_timeout)
         twisted_loop.call_soon(lambda: twisted_loop.create_task(runtime.ensure_started()))
+        twisted_loop.call_soon(_take_over_stop_signals, runtime, twisted_loop)
         return original_run(server)
 
     run._anima_wrapped = True  # type: ignore[attr-defined]
     Server.run = run  # type: ignore[method-assign]
+
+
+def _take_over_stop_signals(runtime: GatewayRuntime, loop: Any) -> None:
+    """SIGTERM/SIGINT: say `shutdown` and close every client with 1012 first (§2.11), then let
+    Twisted stop as it would have. Daphne's own path cancels the applications, which is too late
+    to write anything reliably. Runs once the reactor has installed its handlers, so ours win."""
+    import signal
+
+    from twisted.internet import reactor
+
+    def stop() -> None:
+        async def graceful() -> None:
+            try:
+                await asyncio.wait_for(runtime.shutdown(), 5)
+            except Exception:
+                log.exception("graceful shutdown failed")
+            reactor.stop()
+
+        if not runtime.stopping:
+            loop.create_task(graceful())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
 
 
 def adapt_daphne(runtime: GatewayRuntime) -> None:

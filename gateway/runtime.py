@@ -124,6 +124,7 @@ class GatewayRuntime:
         await asyncio.gather(*(c.drain() for c in conns), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.hub.stop()
 
 

@@ -75,6 +75,8 @@ class Hub:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+            # Wait for it: a receive left pending when the loop closes crashes the interpreter at exit.
+            await asyncio.gather(self._task, return_exceptions=True)
         if self.channel_name:
             try:
                 await get_channel_layer().group_discard(GROUP, self.channel_name)
