@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
-
 from .models import Session
 from .protocol.events import now_ms
 
@@ -13,11 +11,7 @@ DEFAULT_AGENT_ID = "main"
 MAIN_KEY = "main"
 
 
-def sessions_path() -> str:
-    """Where transcripts live under D7: the database alias and table, never a filesystem path."""
-    return f"db:{connection.alias}/sessions"
-
-
+# Where transcripts live under D7 (database alias and table), never a filesystem path.
 SESSIONS_PATH = "db:default/sessions"
 
 

@@ -106,26 +106,25 @@ def approve_pairing(request_id: str, *, approver_scopes: frozenset[str] | None =
     device.remote_ip = request.remote_ip
     device.approved_at_ms = now
     device.save()
-    request.status = PairingRequest.Status.APPROVED
-    request.resolved_at_ms = now
-    request.resolved_by = resolved_by
-    request.save(update_fields=["status", "resolved_at_ms", "resolved_by"])
-    emit_after_commit("device.pair.resolved", {"requestId": str(request.request_id), "deviceId": device.device_id,
-                                               "decision": "approved", "ts": now}, PAIRING)
+    _resolve(request, PairingRequest.Status.APPROVED, resolved_by, now)
     return device
 
 
 @transaction.atomic
 def reject_pairing(request_id: str, *, resolved_by: str = "") -> PairingRequest:
     request = _pending(str(request_id))
-    now = now_ms()
-    request.status = PairingRequest.Status.REJECTED
+    _resolve(request, PairingRequest.Status.REJECTED, resolved_by, now_ms())
+    return request
+
+
+def _resolve(request: PairingRequest, status: str, resolved_by: str, now: int) -> None:
+    """Close a request (kept for the audit trail) and announce the decision after commit."""
+    request.status = status
     request.resolved_at_ms = now
     request.resolved_by = resolved_by
     request.save(update_fields=["status", "resolved_at_ms", "resolved_by"])
     emit_after_commit("device.pair.resolved", {"requestId": str(request.request_id), "deviceId": request.device_id,
-                                               "decision": "rejected", "ts": now}, PAIRING)
-    return request
+                                               "decision": status, "ts": now}, PAIRING)
 
 
 @transaction.atomic
