@@ -1,0 +1,64 @@
+"""`manage.py gateway call` against a live gateway (a subprocess, as an operator would run it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.support import PROJECT_DIR, PYTHON, GatewayServer
+
+
+def gateway_call(server: GatewayServer, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "manage.py", "gateway", "call", *args], cwd=PROJECT_DIR, env=server.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_gateway_call_health_prints_json_and_exits_zero(gateway_server: GatewayServer) -> None:
+    done = gateway_call(gateway_server, "health", "--url", gateway_server.url, "--token", gateway_server.token)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["ok"] is True
+    assert payload["defaultAgentId"] == "main"
+
+
+def test_gateway_call_passes_params(gateway_server: GatewayServer) -> None:
+    done = gateway_call(gateway_server, "logs.tail", "--params", '{"limit": 5}', "--url", gateway_server.url,
+                        "--token", gateway_server.token, "--scopes", "operator.read")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["lines"]) <= 5
+
+
+def test_gateway_call_unknown_method_exits_non_zero(gateway_server: GatewayServer) -> None:
+    done = gateway_call(gateway_server, "no.such.method", "--url", gateway_server.url, "--token",
+                        gateway_server.token)
+    assert done.returncode != 0
+    assert json.loads(done.stdout)["error"]["code"] == 404
+
+
+def test_gateway_call_missing_scope_exits_non_zero(gateway_server: GatewayServer) -> None:
+    done = gateway_call(gateway_server, "system-event", "--params", '{"text": "x"}', "--url", gateway_server.url,
+                        "--token", gateway_server.token, "--scopes", "operator.read")
+    assert done.returncode != 0
+    assert json.loads(done.stdout)["error"]["reason"] == "MISSING_SCOPE"
+
+
+def test_gateway_call_with_a_wrong_token_exits_non_zero(gateway_server: GatewayServer) -> None:
+    done = gateway_call(gateway_server, "health", "--url", gateway_server.url, "--token", "wrong-token")
+    assert done.returncode != 0
+    output = json.loads(done.stdout)
+    assert output["error"]["code"] == 401 and output["during"] == "connect"
+
+
+def test_gateway_call_with_bad_params_json_exits_non_zero(gateway_server: GatewayServer) -> None:
+    done = gateway_call(gateway_server, "health", "--params", "{not json", "--url", gateway_server.url,
+                        "--token", gateway_server.token)
+    assert done.returncode != 0
+    assert "--params" in done.stderr
+
+
+def test_gateway_call_without_a_gateway_exits_non_zero(gateway_server: GatewayServer) -> None:
+    from tests.support import free_port
+
+    done = gateway_call(gateway_server, "health", "--url", f"ws://127.0.0.1:{free_port()}", "--token", "t")
+    assert done.returncode != 0
+    assert "cannot reach the gateway" in done.stderr
