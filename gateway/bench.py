@@ -51,14 +51,15 @@ class Sizes:
     handshakes: int
     hs_concurrency: int
     warmup: int
-    phase_seconds: float   # soft deadline per phase and server: stop early, report what was done
+    phase_seconds: float   # soft limit of one run of one phase: stop early, report what was done
     repeat: int            # runs per phase and server; the run with the median server CPU per op is reported
+    total_seconds: float   # soft limit of all runs: later repeats are skipped once it is spent
 
 
 DEFAULT_SIZES = Sizes(health_seq=2000, health_conc=4000, conns=32, handshakes=300, hs_concurrency=4, warmup=300,
-                      phase_seconds=120, repeat=3)
+                      phase_seconds=60, repeat=3, total_seconds=600)
 QUICK_SIZES = Sizes(health_seq=200, health_conc=320, conns=32, handshakes=30, hs_concurrency=4, warmup=50,
-                    phase_seconds=30, repeat=1)
+                    phase_seconds=30, repeat=1, total_seconds=120)
 
 
 # --- server CPU from /proc -----------------------------------------------------------------------
@@ -325,7 +326,8 @@ class Measure:
     def as_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "extra"}
         out.update(self.extra)
-        out.update({"truncated": self.truncated, "per_s": round(self.per_s, 1), "server_cpu_us_per_op": round(self.server_cpu_us, 1),
+        out.update({"truncated": self.truncated, "per_s": round(self.per_s, 1),
+                    "server_cpu_us_per_op": round(self.server_cpu_us, 1),
                     "client_cpu_us_per_op": round(self.client_cpu_s / max(self.done, 1) * 1e6, 1),
                     "server_cpu_utilisation": round(self.server_cpu_s / self.wall_s, 3) if self.wall_s else 0.0})
         out["wall_s"] = round(self.wall_s, 4)
@@ -334,17 +336,17 @@ class Measure:
         return out
 
 
-async def timed(server: ServerProcess, measure: Measure, work: Callable[[], Any], soft_seconds: float) -> Measure:
-    """Run `work()` between two CPU samples of the server; the phase is aborted (BenchError) if it
-    overruns its soft deadline by HARD_GRACE_S."""
+async def timed(server: ServerProcess, measure: Measure, work: Callable[[float], Any], seconds: float) -> Measure:
+    """Run `work(deadline)` between two CPU samples of the server. The work stops starting new
+    operations at the deadline; past it by HARD_GRACE_S the run is aborted (BenchError)."""
     server.check_alive()
     await asyncio.sleep(QUIET_S)
     cpu0, client0, t0 = cpu_sample(server.pid), time.process_time(), time.perf_counter()
     try:
-        async with asyncio.timeout(soft_seconds + HARD_GRACE_S):
-            await work()
+        async with asyncio.timeout(seconds + HARD_GRACE_S):
+            await work(time.monotonic() + seconds)
     except TimeoutError:
-        raise BenchError(f"{measure.name} on {server.name} did not finish in {soft_seconds + HARD_GRACE_S:.0f}s")
+        raise BenchError(f"{measure.name} on {server.name} did not finish in {seconds + HARD_GRACE_S:.0f}s") from None
     measure.wall_s = time.perf_counter() - t0
     measure.client_cpu_s = time.process_time() - client0
     await asyncio.sleep(QUIET_S)  # what the server still does for the last operations belongs to them
@@ -353,23 +355,25 @@ async def timed(server: ServerProcess, measure: Measure, work: Callable[[], Any]
     return measure
 
 
-async def measure_health_sequential(server: ServerProcess, url: str, token: str, sizes: Sizes) -> Measure:
+async def measure_health_sequential(server: ServerProcess, url: str, token: str, sizes: Sizes,
+                                    seconds: float) -> Measure:
     measure = Measure("health sequential", sizes.health_seq)
     ws = await session(url, token)
     try:
         tally = Tally()
 
-        async def work() -> None:
-            await health_calls(ws, sizes.health_seq, "s", time.monotonic() + sizes.phase_seconds, tally)
+        async def work(deadline: float) -> None:
+            await health_calls(ws, sizes.health_seq, "s", deadline, tally)
 
-        await timed(server, measure, work, sizes.phase_seconds)
+        await timed(server, measure, work, seconds)
     finally:
         await ws.close()
     measure.done, measure.events_received, measure.frame_bytes = tally.done, tally.events, tally.response_bytes
     return measure
 
 
-async def measure_health_concurrent(server: ServerProcess, url: str, token: str, sizes: Sizes) -> Measure:
+async def measure_health_concurrent(server: ServerProcess, url: str, token: str, sizes: Sizes,
+                                    seconds: float) -> Measure:
     measure = Measure("health concurrent", sizes.health_conc, extra={"connections": sizes.conns})
     sockets: list[ClientConnection] = []
     try:
@@ -379,12 +383,11 @@ async def measure_health_concurrent(server: ServerProcess, url: str, token: str,
         tallies = [Tally() for _ in sockets]
         share, extra = divmod(sizes.health_conc, len(sockets))
 
-        async def work() -> None:
-            deadline = time.monotonic() + sizes.phase_seconds
+        async def work(deadline: float) -> None:
             await asyncio.gather(*(health_calls(ws, share + (i < extra), f"c{i}-", deadline, tallies[i])
                                    for i, ws in enumerate(sockets)))
 
-        await timed(server, measure, work, sizes.phase_seconds)
+        await timed(server, measure, work, seconds)
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     measure.done = sum(t.done for t in tallies)
@@ -393,7 +396,7 @@ async def measure_health_concurrent(server: ServerProcess, url: str, token: str,
     return measure
 
 
-async def measure_handshakes(server: ServerProcess, url: str, token: str, sizes: Sizes) -> Measure:
+async def measure_handshakes(server: ServerProcess, url: str, token: str, sizes: Sizes, seconds: float) -> Measure:
     measure = Measure("handshakes", sizes.handshakes, extra={"concurrency": sizes.hs_concurrency})
     left = sizes.handshakes
 
@@ -404,11 +407,10 @@ async def measure_handshakes(server: ServerProcess, url: str, token: str, sizes:
             measure.frame_bytes = await one_handshake(url, token)
             measure.done += 1
 
-    async def work() -> None:
-        deadline = time.monotonic() + sizes.phase_seconds
+    async def work(deadline: float) -> None:
         await asyncio.gather(*(worker(deadline) for _ in range(sizes.hs_concurrency)))
 
-    return await timed(server, measure, work, sizes.phase_seconds)
+    return await timed(server, measure, work, seconds)
 
 
 async def warm_up(url: str, token: str, sizes: Sizes) -> None:
@@ -458,6 +460,7 @@ async def fetch_payloads(url: str, token: str) -> tuple[Any, Any]:
 
 async def run_bench(harness: Harness, sizes: Sizes) -> dict[str, Any]:
     log = harness.log
+    budget_end = time.monotonic() + sizes.total_seconds
     harness.migrate()
     gateway, gw_port = harness.start_gateway()
     log(f"gateway pid {gateway.pid} on ws://{LOOPBACK}:{gw_port}")
@@ -469,7 +472,7 @@ async def run_bench(harness: Harness, sizes: Sizes) -> dict[str, Any]:
     await wait_listening(baseline, bl_port)
     bl_url = f"ws://{LOOPBACK}:{bl_port}"
 
-    targets = {"gateway": (gateway, gw_url), "baseline": (baseline, bl_url)}
+    targets = {"gateway": (gateway, gw_url), "baseline": (baseline, bl_url)}  # alternated below
     idle: dict[str, float] = {}
     for name, (server, url) in targets.items():
         log(f"warming up {name}")
@@ -485,9 +488,14 @@ async def run_bench(harness: Harness, sizes: Sizes) -> dict[str, Any]:
     for key, run in phases:
         runs: dict[str, list[Measure]] = {name: [] for name in targets}
         for i in range(sizes.repeat):
+            left = budget_end - time.monotonic()
+            if i > 0 and left < 2 * sizes.phase_seconds:
+                log(f"time budget spent: {key.replace('_', ' ')} keeps {i} run(s)")
+                break
             for name, (server, url) in targets.items():  # alternate the servers, so drift hits both
                 log(f"{key.replace('_', ' ')}: {name} (run {i + 1} of {sizes.repeat})")
-                runs[name].append(await run(server, url, harness.token, sizes))
+                seconds = min(sizes.phase_seconds, max(left / 2, 5.0))
+                runs[name].append(await run(server, url, harness.token, sizes, seconds))
         for name, measures in runs.items():
             measures.sort(key=lambda m: m.server_cpu_us)
             chosen = measures[len(measures) // 2]
@@ -573,13 +581,14 @@ def format_report(report: dict[str, Any]) -> str:
                  f"{report['payload_bytes']['hello_ok']} B (the baseline answers with these verbatim); "
                  f"{cfg['conns']} connections in 'concurrent', {cfg['hs_concurrency']} handshakes at a time")
     if cfg["repeat"] > 1:
-        lines.append(f"each row is the median (by server CPU/op) of {cfg['repeat']} runs; 'runs' lists every "
+        lines.append(f"each row is the median run (by server CPU/op) of up to {cfg['repeat']}; 'runs' lists every "
                      f"run's µs cpu/op, lowest first")
     lines.append(f"server CPU from /proc ({', '.join(sources)}); idle CPU ms/s: "
                  + ", ".join(f"{k} {v}" for k, v in report["idle_server_cpu_ms_per_s"].items())
                  + f"; {cfg['cpus']} CPUs shared by client and servers")
     if any(m["truncated"] for res in (gw, bl) for m in res.values()):
-        lines.append(f"* stopped at the {cfg['phase_seconds']:.0f}s phase limit before the requested count")
+        lines.append(f"* stopped at the time limit ({cfg['phase_seconds']:.0f}s a run, {cfg['total_seconds']:.0f}s "
+                     f"in all) before the requested count")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -19,9 +20,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quick", action="store_true", help="small counts (CI smoke run)")
         parser.add_argument("--json", action="store_true", help="print the results as JSON (progress to stderr)")
+        parser.add_argument("--repeat", type=int, default=None,
+                            help="runs per measure and server, the median one reported (default 3; --quick: 1)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         sizes = QUICK_SIZES if options["quick"] else DEFAULT_SIZES
+        if options["repeat"] is not None:
+            if not 1 <= options["repeat"] <= 20:
+                raise CommandError("--repeat must be between 1 and 20")
+            sizes = replace(sizes, repeat=options["repeat"])
 
         def log(message: str) -> None:
             if options["verbosity"] > 0:
