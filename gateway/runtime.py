@@ -13,7 +13,7 @@ from django.conf import settings
 
 from .protocol.events import ALL, READERS, emit
 from .protocol.hub import Hub
-from .protocol.presence import HEALTH, PRESENCE, PresenceStore, StateVersions
+from .protocol.presence import HEALTH, PRESENCE, PresenceStore, ProcessSlots, StateVersions
 from .protocol.ratelimit import AuthRateLimiter, LimiterPolicy
 
 log = logging.getLogger("gateway.runtime")
@@ -41,10 +41,16 @@ class GatewayRuntime:
         self.started_at = time.time()
         self.policy = Policy.from_settings()
         self.hub = Hub()
-        self.presence = PresenceStore(settings.ANIMA_VERSION)
+        self.slots = ProcessSlots()
+        self.presence = PresenceStore(settings.ANIMA_VERSION, self.slots)
         self.versions = StateVersions()
         self.limiter = AuthRateLimiter(LimiterPolicy(**settings.ANIMA_AUTH_RATE_LIMIT))
         self.health: Any = None  # gateway.health.HealthMonitor, set in start()
+        from pairing.approvals import ApprovalWaiters
+        from pairing.live import NodeRegistry
+
+        self.nodes = NodeRegistry(self)
+        self.approvals = ApprovalWaiters(self)
         self._started: asyncio.Future | None = None
         self._tasks: list[asyncio.Task] = []
         self.stopping = False
@@ -77,13 +83,14 @@ class GatewayRuntime:
         from .health import HealthMonitor
 
         self.versions.ensure()
-        self.presence.claim_slot()
+        self.slots.claim()
+        self.presence.refresh()
         self.health = HealthMonitor(self)
         await self.hub.start()
         self._spawn("tick", self.policy.tick_interval_ms / 1000, self._tick)
         self._spawn("maintenance", 30, self._maintenance)
         self._spawn("health", settings.ANIMA_HEALTH_REFRESH_MS / 1000, self.health.refresh, initial=True)
-        log.info("gateway runtime started (presence slot %d)", self.presence.slot)
+        log.info("gateway runtime started (process slot %d)", self.slots.slot)
 
     def _spawn(self, name: str, every_s: float, job: Callable[[], Awaitable[Any]], initial: bool = False) -> None:
         async def loop() -> None:
@@ -105,6 +112,7 @@ class GatewayRuntime:
 
     async def _maintenance(self) -> None:
         self.presence.refresh()
+        self.nodes.publish()
         await self.hub.refresh_membership()
 
     async def presence_changed(self) -> None:

@@ -13,8 +13,8 @@ from gateway.protocol.events import PAIRING, close_after_commit, emit_after_comm
 from gateway.protocol.registry import SCOPE_ADMIN
 from gateway.protocol.secrets import hash_token, new_token, token_matches
 
-from .models import Device, DeviceToken, PairingRequest
-from .queries import PENDING_TTL_MS, request_payload
+from .models import Device, DeviceToken, Node, NodePairingRequest, PairingRequest
+from .queries import PENDING_TTL_MS, node_request_payload, request_payload
 
 ROLE_OPERATOR, ROLE_NODE = "operator", "node"
 
@@ -206,3 +206,109 @@ def revoke_device_token(device_id: str, role: str) -> DeviceToken:
     row.save(update_fields=["revoked_at_ms"])
     close_after_commit(to_devices(device_id, role=row.role), 1008, "device token revoked")
     return row
+
+
+# --- nodes -------------------------------------------------------------------------------------
+
+NODE_FIELDS = ("display_name", "platform", "version", "core_version", "ui_version", "device_family",
+               "model_identifier", "caps", "commands", "permissions", "remote_ip")
+
+
+@transaction.atomic
+def record_node_connect(info: dict) -> None:
+    """A node-role connection: remember the node (so a later invoke can tell "not connected"
+    from "unknown") and when it last connected."""
+    now = now_ms()
+    node, created = Node.objects.select_for_update().get_or_create(
+        node_id=info["nodeId"], defaults={"created_at_ms": now})
+    for name, key in (("platform", "platform"), ("version", "version"), ("device_family", "deviceFamily"),
+                      ("model_identifier", "modelIdentifier"), ("remote_ip", "remoteIp")):
+        if info.get(key):
+            setattr(node, name, info[key])
+    if created or not node.display_name:
+        node.display_name = info.get("displayName") or ""
+    node.caps = list(info.get("caps") or [])
+    node.commands = list(info.get("commands") or [])
+    node.permissions = dict(info.get("permissions") or {})
+    node.last_connected_at_ms = now
+    node.save()
+
+
+@transaction.atomic
+def request_node_pairing(fields: dict) -> tuple[NodePairingRequest, bool]:
+    """node.pair.request: idempotent per nodeId while a request is pending; never a token."""
+    existing = (NodePairingRequest.objects.select_for_update()
+                .filter(node_id=fields["node_id"], status=NodePairingRequest.Status.PENDING,
+                        ts__gte=now_ms() - PENDING_TTL_MS).first())
+    if existing is not None:
+        return existing, False
+    request = NodePairingRequest.objects.create(
+        ts=now_ms(), is_repair=Node.objects.filter(node_id=fields["node_id"], approved_at_ms__isnull=False).exists(),
+        **fields)
+    emit_after_commit("node.pair.requested", node_request_payload(request), PAIRING)
+    return request, True
+
+
+def _pending_node_request(request_id: str) -> NodePairingRequest:
+    try:
+        request = NodePairingRequest.objects.select_for_update().get(request_id=uuid.UUID(request_id))
+    except (ValueError, NodePairingRequest.DoesNotExist):
+        raise not_found("unknown requestId", details={"requestId": request_id}) from None
+    if request.status != NodePairingRequest.Status.PENDING:
+        raise conflict(f"pairing request already {request.status}", details={"requestId": request_id})
+    if request.ts < now_ms() - PENDING_TTL_MS:
+        raise conflict("pairing request expired", details={"requestId": request_id})
+    return request
+
+
+def _resolve_node_request(request: NodePairingRequest, status: str, resolved_by: str, now: int) -> None:
+    request.status = status
+    request.resolved_at_ms = now
+    request.resolved_by = resolved_by
+    request.save(update_fields=["status", "resolved_at_ms", "resolved_by"])
+    emit_after_commit("node.pair.resolved", {"requestId": str(request.request_id), "nodeId": request.node_id,
+                                             "decision": status, "ts": now}, PAIRING)
+
+
+@transaction.atomic
+def approve_node_pairing(request_id: str, *, resolved_by: str = "") -> tuple[Node, str]:
+    """Approve: the node record takes the request's fields and a fresh token, shown only here."""
+    request = _pending_node_request(str(request_id))
+    now = now_ms()
+    node = Node.objects.select_for_update().filter(node_id=request.node_id).first() or Node(
+        node_id=request.node_id, created_at_ms=now)
+    for name in NODE_FIELDS:
+        setattr(node, name, getattr(request, name))
+    token = new_token()
+    node.token_hash = hash_token(token)
+    node.approved_at_ms = now
+    node.save()
+    _resolve_node_request(request, NodePairingRequest.Status.APPROVED, resolved_by, now)
+    return node, token
+
+
+@transaction.atomic
+def reject_node_pairing(request_id: str, *, resolved_by: str = "") -> NodePairingRequest:
+    request = _pending_node_request(str(request_id))
+    _resolve_node_request(request, NodePairingRequest.Status.REJECTED, resolved_by, now_ms())
+    return request
+
+
+def verify_node_token(node_id: str, token: str) -> Node | None:
+    node = Node.objects.filter(node_id=node_id, approved_at_ms__isnull=False).first()
+    if node is None or not node.token_hash or not token_matches(token, node.token_hash):
+        return None
+    return node
+
+
+@transaction.atomic
+def rename_node(node_id: str, display_name: str) -> Node:
+    name = (display_name or "").strip()
+    if not name:
+        raise GatewayError("INVALID_REQUEST", "displayName required")
+    node = Node.objects.select_for_update().filter(node_id=node_id).first()
+    if node is None:
+        raise not_found("unknown nodeId", details={"nodeId": node_id})
+    node.display_name = name
+    node.save(update_fields=["display_name"])
+    return node

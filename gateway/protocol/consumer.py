@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.consumer import AsyncConsumer
 from django.conf import settings
 
@@ -21,6 +22,7 @@ from .dialects import DIALECTS, Dialect
 from .dispatcher import dispatch
 from .errors import INTERNAL_MESSAGE, GatewayError
 from .frames import as_request, dumps, echo_id, frame_problem, loads
+from .events import now_ms
 from .handshake import HandshakeRefused, authenticate, parse_connect
 from .netaddr import resolve_client
 
@@ -90,6 +92,8 @@ class GatewayConsumer(AsyncConsumer):
         if conn is None:
             return
         self.runtime.hub.remove(conn)
+        if conn.role == "node":
+            self.runtime.nodes.unregister(conn)
         conn.closing = True
         if conn.authed and conn.presence_key and not self.runtime.stopping:
             self.runtime.presence.upsert(conn.presence_key, {"reason": "disconnect"})
@@ -205,8 +209,24 @@ class GatewayConsumer(AsyncConsumer):
         conn.push_text(conn.dialect.ok_frame(request.id, hello))
         conn.authed = True
         self.runtime.hub.add(conn)  # after hello-ok is queued: no event can overtake it
+        if admitted.role == "node":
+            await self.register_node(admitted, address.reported_ip)
         if tracked:
             await self.runtime.presence_changed()
+
+    async def register_node(self, admitted: Any, remote_ip: str | None) -> None:
+        from pairing.services import record_node_connect
+
+        conn = self.conn
+        assert conn is not None and conn.node_id
+        client = admitted.client
+        info = {"nodeId": conn.node_id, "connId": conn.conn_id, "displayName": client.get("displayName"),
+                "platform": client.get("platform"), "version": client.get("version"),
+                "deviceFamily": client.get("deviceFamily"), "modelIdentifier": client.get("modelIdentifier"),
+                "remoteIp": remote_ip, "caps": admitted.caps, "commands": admitted.commands,
+                "permissions": admitted.permissions, "pathEnv": admitted.path_env, "connectedAtMs": now_ms()}
+        self.runtime.nodes.register(conn, info)
+        await sync_to_async(record_node_connect)(info)
 
     def refuse(self, rid: str, refused: HandshakeRefused) -> None:
         assert self.conn is not None

@@ -52,11 +52,14 @@ async def emit(event: str, payload: Any, audience: dict = READERS, **kw: Any) ->
 
 def emit_after_commit(event: str, payload: Any, audience: dict = READERS, **kw: Any) -> None:
     """From sync service code inside (or outside) a transaction: emit once it commits."""
-    message = event_message(event, payload, audience, **kw)
+    publish_after_commit(event_message(event, payload, audience, **kw))
+
+
+def publish_after_commit(message: dict) -> None:
+    """Send a message to every process once the current transaction commits."""
     transaction.on_commit(lambda: async_to_sync(get_channel_layer().group_send)(GROUP, message))
 
 
 def close_after_commit(audience: dict, code: int, reason: str) -> None:
     """Close the matching live connections on every process once the transaction commits."""
-    message = {"type": "gateway.close", "audience": audience, "code": code, "reason": reason}
-    transaction.on_commit(lambda: async_to_sync(get_channel_layer().group_send)(GROUP, message))
+    publish_after_commit({"type": "gateway.close", "audience": audience, "code": code, "reason": reason})

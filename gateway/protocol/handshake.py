@@ -89,6 +89,8 @@ class Admitted:
     hello_auth: dict[str, Any] | None = None
     caps: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    permissions: dict[str, bool] = field(default_factory=dict)
+    path_env: str | None = None
 
 
 def parse_connect(params: Any) -> ConnectParams:
@@ -262,7 +264,14 @@ async def authenticate(params: ConnectParams, *, dialect: str, nonce: str, addre
         "modelIdentifier": params.client.model_identifier, "instanceId": params.client.instance_id,
     }
     admitted = Admitted(protocol=protocol, role=role, scopes=scopes, client=client, auth_method=method,
-                        caps=list(params.caps or []), commands=list(params.commands or []))
+                        caps=list(params.caps or []), permissions=dict(params.permissions or {}),
+                        path_env=params.path_env)
+    if role == "node":
+        from pairing.node_policy import filter_declared, platform_id
+
+        # §5.5: undeclared or disallowed commands are dropped before hello-ok
+        admitted.commands = filter_declared(params.commands or [],
+                                            platform_id(params.client.platform, params.client.device_family))
     if device is not None and public_key is not None:
         admitted.device_id = device.id
         admitted.hello_auth = await sync_to_async(pairing_gate)(params, role, scopes, public_key, address)

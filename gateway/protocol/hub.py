@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from channels.layers import get_channel_layer
 
@@ -52,6 +52,8 @@ TARGETED = {"conn", "device", "node"}
 class Hub:
     def __init__(self) -> None:
         self.connections: dict[str, Connection] = {}
+        # other message types (e.g. node invoke results sent straight to this process's channel)
+        self.handlers: dict[str, Callable[[dict], None]] = {}
         self._task: asyncio.Task | None = None
         self.channel_name: str | None = None
 
@@ -96,7 +98,22 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 continue
-            self.deliver(message)
+            handler = self.handlers.get(message.get("type", ""))
+            try:
+                handler(message) if handler else self.deliver(message)
+            except Exception:
+                log.exception("handling %s failed", message.get("type"))
+
+    def on(self, message_type: str, handler: Callable[[dict], None]) -> None:
+        self.handlers[message_type] = handler
+
+    async def publish(self, message: dict) -> None:
+        """A message for every process (the group)."""
+        await get_channel_layer().group_send(GROUP, message)
+
+    async def send_to(self, channel: str, message: dict) -> None:
+        """A message for one process (its hub channel), e.g. the answer to its invoke."""
+        await get_channel_layer().send(channel, message)
 
     def deliver(self, message: dict) -> None:
         """Write one channel-layer message to the local connections it is meant for."""

@@ -54,23 +54,39 @@ class StateVersions:
         return {name: int(got.get(key) or 1) for name, key in self.KEYS.items()}
 
 
+class ProcessSlots:
+    """Per-process views shared through the cache: process n writes only `<name>:slot:<n>`;
+    readers merge the newest slots. No two processes ever write the same key."""
+
+    def __init__(self) -> None:
+        self.slot = 0
+
+    def claim(self) -> int:
+        cache.add("gateway:slots", 0, timeout=None)
+        self.slot = cache.incr("gateway:slots")
+        return self.slot
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        cache.set(f"{name}:slot:{self.slot}", data, timeout=SLOT_TTL_S)
+
+    def gather(self, name: str) -> list[dict[str, Any]]:
+        top = int(cache.get("gateway:slots") or self.slot or 1)
+        keys = [f"{name}:slot:{n}" for n in range(max(1, top - SLOTS_SCANNED + 1), top + 1)]
+        return [v for v in cache.get_many(keys).values() if v]
+
+
 class PresenceStore:
-    def __init__(self, version: str):
+    def __init__(self, version: str, slots: ProcessSlots):
         self.version = version
         self.host = socket.gethostname()
         self.ip = _primary_ipv4()
-        self.slot = 0
+        self.slots = slots
         self.local: dict[str, dict[str, Any]] = {}
-
-    def claim_slot(self) -> None:
-        cache.add("presence:slots", 0, timeout=None)
-        self.slot = cache.incr("presence:slots")
-        self._flush()
 
     def _flush(self) -> None:
         cutoff = now_ms() - TTL_MS
         self.local = {k: v for k, v in self.local.items() if v.get("ts", 0) >= cutoff}
-        cache.set(f"presence:slot:{self.slot}", self.local, timeout=SLOT_TTL_S)
+        self.slots.publish("presence", self.local)
 
     def refresh(self) -> None:
         """Keep this process's slot alive (called from the background loop)."""
@@ -101,11 +117,9 @@ class PresenceStore:
 
     def listing(self) -> list[dict[str, Any]]:
         """Every live entry, newest first, the gateway's own entry included."""
-        top = int(cache.get("presence:slots") or self.slot or 1)
-        keys = [f"presence:slot:{n}" for n in range(max(1, top - SLOTS_SCANNED + 1), top + 1)]
         merged: dict[str, dict[str, Any]] = {}
-        for slot in cache.get_many(keys).values():
-            for key, entry in (slot or {}).items():
+        for slot in self.slots.gather("presence"):
+            for key, entry in slot.items():
                 if key not in merged or entry.get("ts", 0) > merged[key].get("ts", 0):
                     merged[key] = entry
         for key, entry in self.local.items():  # our own view is always current
