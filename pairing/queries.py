@@ -46,8 +46,8 @@ def pending_requests() -> list[PairingRequest]:
 
 
 def pairing_listing() -> dict[str, Any]:
-    return {"pending": [request_payload(r) for r in pending_requests()],
-            "paired": [device_payload(d) for d in Device.objects.prefetch_related("tokens").order_by("-approved_at_ms")]}
+    paired = Device.objects.prefetch_related("tokens").order_by("-approved_at_ms")
+    return {"pending": [request_payload(r) for r in pending_requests()], "paired": [device_payload(d) for d in paired]}
 
 
 def find_device(device_id: str) -> Device | None:

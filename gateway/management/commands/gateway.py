@@ -58,7 +58,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"token:  {token}")
             elif settings.ANIMA_GATEWAY_PASSWORD:
                 self.stdout.write("auth:   password (ANIMA_GATEWAY_PASSWORD)")
-            self.stdout.write(f"admin:  http://{host}:{port}/admin/   (create a login: python manage.py createsuperuser)")
+            self.stdout.write(f"admin:  http://{host}:{port}/admin/   "
+                              "(create a login: python manage.py createsuperuser)")
             self.stdout.flush()
         from daphne.cli import CommandLineInterface
 
