@@ -274,12 +274,15 @@ class DeviceHandshake:
 async def device_handshake(url: str, device: DeviceKey, *, token: str | None, scopes: list[str],
                            headers: dict[str, str] | None = None, role: str = "operator", sign_nonce: bool = True,
                            client_id: str = "test-device", mode: str = "ui",
-                           signed_scopes: list[str] | None = None) -> DeviceHandshake:
-    """Connect as `device`, signing this socket's challenge nonce (v2) unless sign_nonce is False (v1)."""
+                           signed_scopes: list[str] | None = None, signed_at: int | None = None,
+                           nonce: str | None = None) -> DeviceHandshake:
+    """Connect as `device`, signing this socket's challenge nonce (v2) unless sign_nonce is False (v1);
+    `nonce` signs and sends another nonce instead (replay), `signed_at` another time."""
     ws, challenge = await open_socket(url, headers)
-    nonce = challenge["payload"]["nonce"] if sign_nonce else None
+    if nonce is None and sign_nonce:
+        nonce = challenge["payload"]["nonce"]
     identity = device.identity(client_id=client_id, client_mode=mode, role=role, scopes=scopes, token=token,
-                               nonce=nonce, signed_scopes=signed_scopes)
+                               nonce=nonce, signed_scopes=signed_scopes, signed_at=signed_at)
     params = connect_params(token=token, scopes=scopes, role=role, client_id=client_id, mode=mode,
                             device=identity)
     await ws.send(req("connect", params, rid="connect"))

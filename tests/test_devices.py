@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 from gateway.client import GatewayClient
-from tests.support import ADMIN, PAIRING, READ, REMOTE, DeviceKey, device_handshake, frames_until_close, \
-    still_usable
+from tests.support import ADMIN, PAIRING, READ, REMOTE, DeviceKey, device_handshake, frames_until_close, now_ms, \
+    open_socket, still_usable
 
 
 async def next_matching(client: GatewayClient, event: str, predicate: Any, timeout: float = 10) -> dict:
@@ -269,3 +269,89 @@ async def test_rotate_cannot_widen_scopes(gateway_server, client) -> None:
     fresh = await device_handshake(gateway_server.url, device, token=rotated["token"], scopes=READ)
     assert fresh.ok
     await fresh.ws.close()
+
+
+async def test_signature_must_be_fresh(gateway_server) -> None:
+    device = DeviceKey()
+    for offset in (-11 * 60_000, 11 * 60_000):  # ten minutes of clock skew either way, no more
+        stale = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=READ,
+                                       signed_at=now_ms() + offset)
+        assert (stale.error["code"], stale.error["reason"]) == (401, "SIGNATURE_EXPIRED"), offset
+        await frames_until_close(stale.ws)
+        assert stale.ws.close_code == 1008
+    fresh = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=READ,
+                                   signed_at=now_ms() - 9 * 60_000)
+    assert fresh.ok, fresh.response
+    await fresh.ws.close()
+
+
+async def test_nonce_of_another_socket_is_refused(gateway_server) -> None:
+    """A captured connect cannot be replayed on a new socket by a remote client."""
+    other, challenge = await open_socket(gateway_server.url)
+    await other.close()
+    replay = await device_handshake(gateway_server.url, DeviceKey(), token=gateway_server.token, scopes=READ,
+                                    headers=REMOTE, nonce=challenge["payload"]["nonce"])
+    assert (replay.error["code"], replay.error["reason"]) == (401, "DEVICE_NONCE_MISMATCH")
+    await frames_until_close(replay.ws)
+    assert replay.ws.close_code == 1008
+
+
+async def test_paired_remote_device_asking_for_more_scopes_must_pair_again(gateway_server, client) -> None:
+    device = DeviceKey()
+    request_id = await pairing_request(gateway_server, device, READ)
+    pairer = await client(PAIRING)
+    await pairer.call("device.pair.approve", {"requestId": request_id})
+    wider = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=ADMIN,
+                                   headers=REMOTE)
+    assert (wider.error["code"], wider.error["reason"]) == (403, "NOT_PAIRED"), "even with the shared token"
+    assert wider.error["details"]["requestId"] != request_id
+    await frames_until_close(wider.ws)
+    as_node = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=[],
+                                     headers=REMOTE, role="node")
+    assert as_node.error["reason"] == "NOT_PAIRED", "an operator device cannot become a node unapproved"
+    await frames_until_close(as_node.ws)
+    same = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=READ,
+                                  headers=REMOTE)
+    assert same.ok, "the approved scopes still work"
+    await same.ws.close()
+
+
+async def test_local_device_upgrades_its_scopes_silently(gateway_server) -> None:
+    device = DeviceKey()
+    first = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=READ)
+    assert first.ok
+    await first.ws.close()
+    upgraded = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=ADMIN)
+    assert upgraded.ok, upgraded.response
+    assert set(upgraded.hello["auth"]["scopes"]) == set(ADMIN)
+    assert upgraded.hello["auth"]["deviceToken"], "a wider token is issued, and shown once"
+    await upgraded.ws.close()
+
+
+async def test_local_auto_approval_is_announced_to_pairers(gateway_server, client) -> None:
+    pairer = await client(PAIRING)
+    device = DeviceKey()
+    attempt = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=READ)
+    assert attempt.ok
+    await attempt.ws.close()
+    seen = []
+    while True:
+        frame = await pairer.next_event()
+        seen.append(frame)
+        if frame["event"] == "device.pair.resolved" and frame["payload"]["deviceId"] == device.id:
+            break
+    assert frame["payload"]["decision"] == "approved"
+    assert not any(f["event"] == "device.pair.requested" and f["payload"]["deviceId"] == device.id for f in seen), \
+        "a silent (local) request is not announced as pending"
+
+
+async def test_rejection_is_announced(gateway_server, client) -> None:
+    device = DeviceKey()
+    request_id = await pairing_request(gateway_server, device, READ)
+    pairer = await client(PAIRING)
+    await pairer.call("device.pair.reject", {"requestId": request_id})
+    resolved = await next_matching(pairer, "device.pair.resolved", lambda p: p["requestId"] == request_id)
+    assert resolved["payload"] == {"requestId": request_id, "deviceId": device.id, "decision": "rejected",
+                                   "ts": resolved["payload"]["ts"]}
+    again = await pairer.request("device.pair.reject", {"requestId": request_id})
+    assert again["error"]["code"] == 409

@@ -263,3 +263,27 @@ async def test_other_paths_speak_the_root_dialect(gateway_server) -> None:
         ws, challenge = await open_socket(gateway_server.url + path)
         await ws.close()
         assert challenge["type"] == "evt", path
+
+
+async def test_frames_queued_behind_a_failed_connect_are_dropped(gateway_server) -> None:
+    ws, _ = await open_socket(gateway_server.url)
+    await ws.send(req("connect", connect_params(token="wrong", scopes=READ), rid="c"))
+    await ws.send(req("health", {}, rid="h"))
+    frames = await frames_until_close(ws)
+    assert [f["id"] for f in frames] == ["c"]
+    assert ws.close_code == 1008
+
+
+async def test_token_only_node_connection_is_admitted_without_a_device(gateway_server) -> None:
+    """README D4: a shared-secret connection needs no device identity, whatever its role."""
+    ws, _, response = await handshake(gateway_server.url, connect_params(token=gateway_server.token, role="node"))
+    await ws.close()
+    assert response["ok"] is True
+    assert "auth" not in response["payload"]
+
+
+async def test_client_aliases_are_accepted(gateway_server) -> None:
+    params = connect_params(token=gateway_server.token, scopes=READ, client_id="Control-UI", mode="WEB")
+    ws, _, response = await handshake(gateway_server.url, params, headers={"Origin": "http://127.0.0.1"})
+    await ws.close()
+    assert response["ok"], response

@@ -68,3 +68,34 @@ async def test_loopback_forwarded_by_the_proxy_is_local(proxied_server: GatewayS
     assert attempt.ok, attempt.response
     assert attempt.hello["auth"]["deviceToken"], "auto-paired as a local device"
     await attempt.ws.close()
+
+
+async def test_success_resets_the_failure_count_of_its_address(proxied_server: GatewayServer) -> None:
+    address = "203.0.113.90"
+    for _ in range(9):
+        response, _ = await connect_via_proxy(proxied_server, "wrong-token", address)
+        assert response["error"]["code"] == 401
+    response, _ = await connect_via_proxy(proxied_server, proxied_server.token, address)
+    assert response["ok"]
+    for _ in range(9):
+        response, _ = await connect_via_proxy(proxied_server, "wrong-token", address)
+        assert response["error"]["code"] == 401, "counting started again after the success"
+    response, _ = await connect_via_proxy(proxied_server, proxied_server.token, address)
+    assert response["ok"]
+
+
+async def test_device_token_failures_have_their_own_bucket(proxied_server: GatewayServer) -> None:
+    address = {"X-Forwarded-For": "203.0.113.91"}
+    device = DeviceKey()
+    for _ in range(10):
+        attempt = await device_handshake(proxied_server.url, device, token="not-a-device-token", scopes=READ,
+                                         headers=address)
+        assert (attempt.error["code"], attempt.error["reason"]) == (401, "DEVICE_TOKEN_MISMATCH")
+        await frames_until_close(attempt.ws)
+    locked = await device_handshake(proxied_server.url, device, token="not-a-device-token", scopes=READ,
+                                    headers=address)
+    assert (locked.error["code"], locked.error["reason"]) == (429, "RATE_LIMITED")
+    assert locked.error["retryAfterMs"] > 0
+    await frames_until_close(locked.ws)
+    response, _ = await connect_via_proxy(proxied_server, proxied_server.token, "203.0.113.91")
+    assert response["ok"], "the shared-secret bucket of the same address is not locked"
