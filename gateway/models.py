@@ -24,3 +24,19 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return self.label or self.key
+
+
+class SystemEvent(models.Model):
+    """Text queued for the next agent turn of a session (system-event, node exec events, cron
+    systemEvent jobs). In the database so that no process loses one."""
+
+    session_key = models.CharField(max_length=300, db_index=True)
+    text = models.TextField()
+    created_at_ms = models.BigIntegerField()
+    consumed_at_ms = models.BigIntegerField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at_ms", "id"]
+
+    def __str__(self) -> str:
+        return self.text[:80]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Session
+from .models import Session, SystemEvent
 from .protocol.events import now_ms
 
 DEFAULT_AGENT_ID = "main"
 MAIN_KEY = "main"
+MAIN_SESSION_KEY = f"agent:{DEFAULT_AGENT_ID}:{MAIN_KEY}"
 
 
 # Where transcripts live under D7 (database alias and table), never a filesystem path.
@@ -33,3 +34,9 @@ def session_status_rows(limit: int = 10) -> list[dict[str, Any]]:
                      "remainingTokens": None, "percentUsed": None, "model": s.model or None,
                      "contextTokens": None, "flags": []})
     return rows
+
+
+def queued_system_events(session_key: str = MAIN_SESSION_KEY, limit: int = 20) -> list[str]:
+    """Texts waiting for the session's next turn, oldest first."""
+    rows = SystemEvent.objects.filter(session_key=session_key, consumed_at_ms__isnull=True).order_by("-id")[:limit]
+    return [e.text for e in reversed(list(rows))]

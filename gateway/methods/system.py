@@ -13,11 +13,10 @@ from pydantic import StringConstraints, field_validator
 from gateway.protocol.context import CallContext
 from gateway.protocol.errors import invalid
 from gateway.protocol.registry import ADMIN, READ, Params, method
-from gateway.queries import DEFAULT_AGENT_ID, MAIN_KEY, SESSIONS_PATH, session_overview, session_status_rows
+from gateway.queries import (DEFAULT_AGENT_ID, SESSIONS_PATH, queued_system_events, session_overview,
+                             session_status_rows)
+from gateway.services import enqueue_system_event
 
-MAIN_SESSION = f"agent:{DEFAULT_AGENT_ID}:{MAIN_KEY}"
-SYSTEM_EVENTS_KEY = f"system-events:{MAIN_SESSION}"
-SYSTEM_EVENTS_MAX = 20
 HEARTBEATS_KEY = "heartbeats:settings"
 LAST_HEARTBEAT_KEY = "heartbeats:last"
 DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
@@ -42,14 +41,15 @@ async def health(ctx: CallContext, params: HealthParams) -> dict[str, Any]:
 
 @method("status", scope=READ)
 async def status(ctx: CallContext, params: Params) -> dict[str, Any]:
-    overview, recent = await sync_to_async(lambda: (session_overview(), session_status_rows()))()
+    overview, recent, queued = await sync_to_async(
+        lambda: (session_overview(), session_status_rows(), queued_system_events()))()
     beats = heartbeat_settings()
     summary = {
         "heartbeat": {"defaultAgentId": DEFAULT_AGENT_ID,
                       "agents": [{"agentId": DEFAULT_AGENT_ID, "enabled": beats["enabled"], "every": beats["every"],
                                   "everyMs": beats["everyMs"]}]},
         "channelSummary": [],
-        "queuedSystemEvents": list(cache.get(SYSTEM_EVENTS_KEY) or []),
+        "queuedSystemEvents": queued,
         "sessions": {"paths": [SESSIONS_PATH], "count": overview["count"],
                      "defaults": {"model": None, "contextTokens": None}, "recent": recent,
                      "byAgent": [{"agentId": DEFAULT_AGENT_ID, "path": SESSIONS_PATH, "count": overview["count"],
@@ -160,12 +160,6 @@ def _strings(value: Any) -> list[str] | None:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else None
 
 
-def enqueue_system_event(text: str) -> None:
-    queue = list(cache.get(SYSTEM_EVENTS_KEY) or [])
-    queue.append(text)
-    cache.set(SYSTEM_EVENTS_KEY, queue[-SYSTEM_EVENTS_MAX:], timeout=None)
-
-
 @method("system-event", scope=ADMIN, params=SystemEventParams)
 async def system_event(ctx: CallContext, params: SystemEventParams) -> dict[str, Any]:
     text = params.text
@@ -185,11 +179,12 @@ async def system_event(ctx: CallContext, params: SystemEventParams) -> dict[str,
     before = dict(store.local.get(key.strip().lower()) or {})
     store.upsert(key, fields)
     if not text.startswith("Node:"):
-        enqueue_system_event(text)
+        await sync_to_async(enqueue_system_event)(text)
     elif any(before.get(f) != fields.get(f) for f in ("host", "ip", "version", "mode")) or (
             fields.get("reason") and not str(fields["reason"]).startswith(("periodic", "heartbeat"))
             and before.get("reason") != fields.get("reason")):
-        enqueue_system_event(f"Node changed: {fields.get('host') or key} · mode {fields.get('mode') or '?'}")
+        await sync_to_async(enqueue_system_event)(
+            f"Node changed: {fields.get('host') or key} · mode {fields.get('mode') or '?'}")
     await ctx.runtime.presence_changed()
     return {"ok": True}
 

@@ -11,7 +11,11 @@ from pydantic import Field
 from gateway.protocol.context import CallContext
 from gateway.protocol.errors import invalid, not_found, unavailable
 from gateway.protocol.events import now_ms
+from gateway.protocol.frames import loads
 from gateway.protocol.registry import NODE, PAIRING, READ, WRITE, Params, method
+
+from gateway.queries import MAIN_SESSION_KEY
+from gateway.services import enqueue_system_event
 
 from .. import queries, services
 from ..node_policy import platform_id, refusal
@@ -187,9 +191,45 @@ async def node_invoke_result(ctx: CallContext, params: NodeInvokeResultParams) -
     return await ctx.runtime.nodes.accept_result(ctx.conn, params.id, params.node_id, result)
 
 
+EXEC_EVENTS = {"exec.started": "started", "exec.finished": "finished", "exec.denied": "denied"}
+MAX_TEXT = 20_000
+
+
+def exec_event_text(node_id: str, event: str, data: dict[str, Any]) -> str:
+    parts = [f"Node {node_id}: exec {EXEC_EVENTS[event]}"]
+    if data.get("command"):
+        parts.append(f"command {str(data['command'])[:500]}")
+    if data.get("exitCode") is not None:
+        parts.append(f"exit {data['exitCode']}")
+    if data.get("timedOut"):
+        parts.append("timed out")
+    if data.get("reason"):
+        parts.append(f"reason {str(data['reason'])[:200]}")
+    return " · ".join(parts)
+
+
 @method("node.event", scope=NODE, params=NodeEventParams)
 async def node_event(ctx: CallContext, params: NodeEventParams) -> dict[str, Any]:
-    """Accepted from nodes; the agent-facing events take effect once agent runs exist."""
+    """From nodes only; the node id is the caller's own. exec.* events queue a system event for
+    the session's next turn; events that start agent runs take effect once runs exist; unknown
+    events are accepted and ignored (§5.4)."""
+    data: Any = params.payload
+    if params.payload_json is not None:
+        try:
+            data = loads(params.payload_json)
+        except ValueError:
+            raise invalid("invalid node.event params: payloadJSON is not JSON") from None
+    data = data if isinstance(data, dict) else {}
+    if params.event in EXEC_EVENTS:
+        session_key = data.get("sessionKey") if isinstance(data.get("sessionKey"), str) else None
+        text = exec_event_text(ctx.conn.node_id or "", params.event, data)
+        await sync_to_async(enqueue_system_event)(text, session_key or MAIN_SESSION_KEY)
+    elif params.event in ("voice.transcript", "agent.request"):
+        text = data.get("text") if params.event == "voice.transcript" else data.get("message")
+        if not isinstance(text, str) or not text.strip():
+            raise invalid(f"invalid node.event params: {params.event} needs non-empty text")
+        if len(text) > MAX_TEXT:
+            raise invalid(f"invalid node.event params: text longer than {MAX_TEXT} characters")
     return {"ok": True}
 
 
