@@ -24,7 +24,7 @@ test: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.test
-	$(PY) manage.py gateway bench
+	$(PY) manage.py bench
 
 conformance: $(VENV)/.test
 	PYTHON=$(PY) ../shared/conformance/run -k "$$(grep -v '^#' .ci/conformance-selection | tr '\n' ' ')"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 CACHE_KEY = "health:summary"
 FRESH_MS = 60_000
+MIN_INTERVAL_S = 1.0
 
 
 def build_summary(heartbeat_seconds: int) -> dict[str, Any]:
@@ -41,6 +42,8 @@ class HealthMonitor:
     def __init__(self, runtime: GatewayRuntime):
         self.runtime = runtime
         self._inflight: asyncio.Future | None = None
+        self._scheduled: asyncio.TimerHandle | None = None
+        self._last_started = 0.0
 
     def cached(self) -> dict[str, Any] | None:
         return cache.get(CACHE_KEY)
@@ -50,6 +53,7 @@ class HealthMonitor:
         if self._inflight is not None:
             return await asyncio.shield(self._inflight)
         self._inflight = asyncio.get_running_loop().create_future()
+        self._last_started = time.monotonic()
         try:
             summary = await sync_to_async(build_summary)(0)
             cache.set(CACHE_KEY, summary, timeout=None)
@@ -65,9 +69,24 @@ class HealthMonitor:
         finally:
             self._inflight = None
 
+    def refresh_soon(self) -> None:
+        """A background refresh that starts after this call. Calls in a burst share one refresh,
+        started at most once per MIN_INTERVAL_S: each refresh costs a database read and a
+        broadcast to every reader, so one per call would make `health` the costliest method."""
+        if self._scheduled is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_started + MIN_INTERVAL_S - time.monotonic())
+
+        def start() -> None:
+            self._scheduled = None
+            loop.create_task(self.refresh())
+
+        self._scheduled = loop.call_later(delay, start)
+
     async def get(self, probe: bool) -> dict[str, Any]:
         cached = self.cached()
         if not probe and cached and now_ms() - cached.get("ts", 0) < FRESH_MS:
-            asyncio.get_running_loop().create_task(self.refresh())
+            self.refresh_soon()
             return cached
         return await self.refresh()
