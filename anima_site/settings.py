@@ -133,6 +133,7 @@ ANIMA_AUTH_RATE_LIMIT = {
     "lockout_ms": env.int("ANIMA_AUTH_RATE_LIMIT_LOCKOUT_MS", default=300_000),
     "exempt_loopback": env.bool("ANIMA_AUTH_RATE_LIMIT_EXEMPT_LOOPBACK", default=True),
 }
+ANIMA_CONTROL_UI_ALLOWED_ORIGINS = env.list("ANIMA_CONTROL_UI_ALLOWED_ORIGINS", default=[])
 ANIMA_NODE_ALLOW_COMMANDS = env.list("ANIMA_NODE_ALLOW_COMMANDS", default=[])
 ANIMA_NODE_DENY_COMMANDS = env.list("ANIMA_NODE_DENY_COMMANDS", default=[])
 ANIMA_VERSION = env.str("ANIMA_VERSION", default="0.1.0")

@@ -18,11 +18,6 @@ async def test_browser_client_from_the_gateway_host_is_admitted(gateway_server, 
     assert response["ok"], response
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "The browser Origin check is not implemented: gateway/protocol/handshake.py authenticate() never "
-    "looks at the Origin header, so a Control UI/webchat client from any web page is admitted. "
-    "Check it after the role check (origin host == Host, both loopback, or in "
-    "gateway.controlUi.allowedOrigins; 'null'/missing fails) and refuse with 403 FORBIDDEN + close 1008."))
 @pytest.mark.parametrize("origin", ["https://evil.example", "null"])
 async def test_browser_client_from_a_foreign_origin_is_refused(gateway_server, origin: str) -> None:
     ws, _, response = await handshake(gateway_server.url, connect_params(

@@ -24,7 +24,7 @@ from .errors import INTERNAL_MESSAGE, GatewayError
 from .frames import as_request, dumps, echo_id, frame_problem, loads
 from .events import now_ms
 from .handshake import HandshakeRefused, authenticate, parse_connect
-from .netaddr import resolve_client
+from .netaddr import header, resolve_client
 
 log = logging.getLogger("gateway.consumer")
 
@@ -180,7 +180,8 @@ class GatewayConsumer(AsyncConsumer):
         try:
             params = parse_connect(request.params)
             admitted = await authenticate(params, dialect=conn.dialect.name, nonce=conn.nonce, address=address,
-                                          limiter=self.runtime.limiter)
+                                          limiter=self.runtime.limiter, origin=header(self.scope, "origin"),
+                                          host=header(self.scope, "host"))
         except HandshakeRefused as refused:
             self.refuse(request.id, refused)
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -15,7 +16,7 @@ from pydantic import Field, StringConstraints
 
 from .errors import GatewayError
 from .events import now_ms
-from .netaddr import ClientAddress
+from .netaddr import ClientAddress, host_name
 from .ratelimit import DEVICE_TOKEN, SHARED_SECRET, AuthRateLimiter
 from .registry import Params
 from .secrets import safe_equal
@@ -156,6 +157,24 @@ def rate_limited(retry_after_ms: int) -> HandshakeRefused:
         retryable=True, retry_after_ms=retry_after_ms))
 
 
+def origin_allowed(origin: str | None, host: str | None) -> bool:
+    """§1.7: the browser's Origin is an allowed origin, the gateway's own host, or both are loopback."""
+    if not origin or origin == "null":
+        return False
+    parsed = urlsplit(origin.strip())
+    if not parsed.scheme or not parsed.hostname:
+        return False
+    allowed = {o.strip().lower().rstrip("/") for o in settings.ANIMA_CONTROL_UI_ALLOWED_ORIGINS}
+    if origin.strip().lower().rstrip("/") in allowed:
+        return True
+    host = (host or "").strip().lower()
+    if parsed.netloc.lower() == host:
+        return True
+    loopback = ("localhost", "::1")
+    return ((parsed.hostname in loopback or parsed.hostname.startswith("127."))
+            and (host_name(host) in loopback or host_name(host).startswith("127.")))
+
+
 def check_device(params: ConnectParams, role: str, scopes: list[str], nonce: str, local: bool) -> str:
     """§1.9 step 9: the device proves its key; returns the normalised public key."""
     from pairing.crypto import b64url_encode, device_id_for, raw_public_key, signed_payload, verify
@@ -211,11 +230,17 @@ def pairing_gate(params: ConnectParams, role: str, scopes: list[str], public_key
 
 
 async def authenticate(params: ConnectParams, *, dialect: str, nonce: str, address: ClientAddress,
-                       limiter: AuthRateLimiter) -> Admitted:
+                       limiter: AuthRateLimiter, origin: str | None = None, host: str | None = None) -> Admitted:
     protocol = negotiate(params, dialect)
     role = (params.role or "operator").strip() or "operator"
     if role not in ("operator", "node"):
         raise HandshakeRefused(GatewayError("INVALID_REQUEST", "invalid role", details={"role": role}))
+    client_id = CLIENT_ID_ALIASES.get(params.client.id.lower(), params.client.id.lower())
+    client_mode = CLIENT_MODE_ALIASES.get(params.client.mode.lower(), params.client.mode.lower())
+    if (client_id in BROWSER_CLIENT_IDS or client_mode == "webchat") and not origin_allowed(origin, host):
+        raise HandshakeRefused(GatewayError(
+            "FORBIDDEN", "origin not allowed (open the Control UI from the gateway host or allow it in "
+            "gateway.controlUi.allowedOrigins)", details={"origin": origin}))
     scopes = list(params.scopes or [])
     auth = params.auth
     device = params.device
@@ -257,8 +282,8 @@ async def authenticate(params: ConnectParams, *, dialect: str, nonce: str, addre
             raise unauthorized(reason or "UNAUTHORIZED", why or "unauthorized", params)
 
     client = {
-        "id": CLIENT_ID_ALIASES.get(params.client.id.lower(), params.client.id.lower()),
-        "mode": CLIENT_MODE_ALIASES.get(params.client.mode.lower(), params.client.mode.lower()),
+        "id": client_id,
+        "mode": client_mode,
         "version": params.client.version, "platform": params.client.platform,
         "displayName": params.client.display_name, "deviceFamily": params.client.device_family,
         "modelIdentifier": params.client.model_identifier, "instanceId": params.client.instance_id,
