@@ -322,3 +322,15 @@ async def send_raw(client: GatewayClient, data: str | bytes, rid: str, timeout: 
     future = client._waiting.setdefault(rid, asyncio.get_running_loop().create_future())
     await client.ws.send(data)
     return await asyncio.wait_for(future, timeout)
+
+
+async def request_two_phase(client: GatewayClient, method: str, params: Any, timeout: float = 10
+                            ) -> tuple[dict, asyncio.Future]:
+    """Send a two-phase request; return its first (`accepted`) response and a future for the
+    final response under the same id (GatewayClient itself keeps only the first)."""
+    rid = f"two-phase-{secrets.token_hex(4)}"
+    loop = asyncio.get_running_loop()
+    first = client._waiting.setdefault(rid, loop.create_future())
+    await client.ws.send(dumps({"type": "req", "id": rid, "method": method, "params": params}))
+    accepted = await asyncio.wait_for(first, timeout)
+    return accepted, client._waiting.setdefault(rid, loop.create_future())

@@ -159,3 +159,25 @@ async def test_last_heartbeat_and_set_heartbeats(client) -> None:
     assert (await admin.call("set-heartbeats", {"enabled": True, "every": "30m"}))["enabled"] is True
     error = (await admin.request("set-heartbeats", {"every": "soon"}))["error"]
     assert error["code"] == 400 and "/every" in error["message"]
+
+
+async def test_v3_clients_receive_presence_under_its_v3_name(client) -> None:
+    watcher = await client(READ, v3=True)
+    admin = await client(ADMIN)
+    host = marker()
+    await admin.call("system-event", {"text": f"Node: {host} · mode test"})
+    while True:
+        frame = await watcher.next_event()
+        assert frame["type"] == "event"
+        assert frame["event"] != "presence.changed"
+        if frame["event"] == "presence" and any(e.get("host") == host for e in frame["payload"]["presence"]):
+            break
+    assert frame["stateVersion"]["presence"] >= 1 and frame["seq"] >= 1
+
+
+async def test_plain_system_event_is_queued_for_the_main_session(client) -> None:
+    admin = await client(ADMIN)
+    reader = await client(READ)
+    text = f"deploy finished {marker()}"
+    await admin.call("system-event", {"text": text})
+    assert text in (await reader.call("status"))["queuedSystemEvents"], "visible to readers too"
