@@ -270,9 +270,12 @@ class DeviceConnect:
 async def device_connect(url: str, device: Device, *, token: str, scopes: list[str],
                          forwarded_for: str | None = "203.0.113.7", client_id: str = "mp-device",
                          client_mode: str = "ui", display_name: str | None = None,
-                         role: str = "operator") -> DeviceConnect:
+                         role: str = "operator", platform: str = "python",
+                         extra: dict[str, Any] | None = None) -> DeviceConnect:
     """Connect as `device`, signing this socket's challenge nonce. X-Forwarded-For from an
-    untrusted peer makes the connection remote (no silent local auto-approval)."""
+    untrusted peer makes the connection remote (no silent local auto-approval); without it
+    (forwarded_for=None) the device is local-direct. `extra` adds connect params (e.g. a
+    node's `commands` and `caps`)."""
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else None
     ws = await connect(url, additional_headers=headers, compression=None, ping_interval=None, proxy=None,
                        max_size=64 * 1024 * 1024)
@@ -280,13 +283,14 @@ async def device_connect(url: str, device: Device, *, token: str, scopes: list[s
         challenge = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
         assert challenge.get("event") == "connect.challenge", challenge
         nonce = challenge["payload"]["nonce"]
-        client = {"id": client_id, "version": "0.1.0", "platform": "python", "mode": client_mode}
+        client = {"id": client_id, "version": "0.1.0", "platform": platform, "mode": client_mode}
         if display_name:
             client["displayName"] = display_name
         params = {"minProtocol": 1, "maxProtocol": 3, "client": client, "role": role, "scopes": list(scopes),
                   "auth": {"token": token},
                   "device": device.signed_identity(client_id=client_id, client_mode=client_mode, role=role,
                                                    scopes=list(scopes), token=token, nonce=nonce)}
+        params.update(extra or {})
         await ws.send(orjson.dumps({"type": "req", "id": "connect", "method": "connect", "params": params}).decode())
         while True:
             frame = orjson.loads(await asyncio.wait_for(ws.recv(), 15))

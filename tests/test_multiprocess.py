@@ -1,6 +1,8 @@
 """Two gateway processes on one PostgreSQL database and one Redis (README D7, D8): events,
 pairing, presence and token revocation work across processes, and an idle process keeps
-receiving the fan-out.
+receiving the fan-out. A node connected to one process is invoked from the other (result,
+timeout, disconnect), and exec approvals and node pairing requested on one process are
+decided on the other (auth-and-pairing.md §5-§6).
 
 Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379. Without them the tests are
 skipped, except in CI (CI=true), where both services exist and a skip would hide a failure."""
@@ -8,20 +10,23 @@ skipped, except in CI (CI=true), where both services exist and a skip would hide
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import time
+import uuid
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
-from gateway.client import GatewayClient
+from gateway.client import GatewayClient, RpcError
 from tests.multiproc_util import (Cluster, Device, DeviceConnect, GatewayProcess, close_code_of, device_connect,
                                   missing_services)
 
 pytestmark = pytest.mark.multiprocess
 
-READ, PAIRING, ADMIN = "operator.read", "operator.pairing", "operator.admin"
+READ, WRITE, PAIRING, ADMIN = "operator.read", "operator.write", "operator.pairing", "operator.admin"
+APPROVALS = "operator.approvals"
 DEVICE_SCOPES = [READ]
 # Longer than one blocking channel-layer read (channels-redis waits 5 s per BZPOPMIN).
 IDLE_SECONDS = 7
@@ -90,6 +95,21 @@ class Sockets:
         self.devices.append(outcome)
         return outcome
 
+    async def node(self, gw: GatewayProcess, device: Device, *, commands: list[str],
+                   caps: list[str]) -> GatewayClient:
+        """A node-role connection of a local device (auto-paired for role node), driven through
+        the same client as the operators: node.invoke.request arrives as an event."""
+        outcome = await device_connect(gw.url, device, token=self.cluster.token, scopes=[], role="node",
+                                       forwarded_for=None, client_id="node-host", client_mode="node",
+                                       platform="linux", display_name=f"mp-node-{device.id[:8]}",
+                                       extra={"commands": commands, "caps": caps})
+        self.devices.append(outcome)
+        assert outcome.ok, outcome.error
+        assert outcome.hello["auth"]["role"] == "node", outcome.hello
+        client = GatewayClient(outcome.ws, outcome.hello, outcome.challenge)
+        self.clients.append(client)
+        return client
+
     async def close(self) -> None:
         for client in self.clients:
             await client.close()
@@ -119,6 +139,55 @@ async def next_matching(client: GatewayClient, event: str, match: Any, timeout: 
         if match(frame.get("payload")):
             return frame
         seen.append(frame.get("payload"))
+
+
+async def rpc_error(call: Any) -> RpcError:
+    """The error a call (an awaitable) fails with; AssertionError if it succeeds."""
+    try:
+        result = await call
+    except RpcError as exc:
+        return exc
+    raise AssertionError(f"expected an error, got {result!r}")
+
+
+class Responses:
+    """Every `res` frame for one request id. A twoPhase request is answered twice with the same id,
+    and GatewayClient forgets an id after its first answer; this stands in for its future and puts
+    itself back synchronously from the client's reader, so no second answer can be missed."""
+
+    def __init__(self, client: GatewayClient, method: str, params: Any):
+        self.client = client
+        self.rid = f"tp-{secrets.token_hex(6)}"
+        self.method, self.params = method, params
+        self.frames: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def send(self) -> None:
+        self.client._waiting[self.rid] = self  # type: ignore[assignment]
+        await self.client.ws.send(json.dumps({"type": "req", "id": self.rid, "method": self.method,
+                                              "params": self.params}))
+
+    # the part of asyncio.Future that GatewayClient._read uses
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, frame: dict[str, Any]) -> None:
+        self.frames.put_nowait(frame)
+        self.client._waiting[self.rid] = self  # type: ignore[assignment]
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.frames.put_nowait(exc)
+
+    async def next(self, timeout: float = 10) -> dict[str, Any]:
+        try:
+            item = await asyncio.wait_for(self.frames.get(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no response to {self.method} ({self.rid}) within {timeout}s") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def forget(self) -> None:
+        self.client._waiting.pop(self.rid, None)
 
 
 async def request_pairing_on(gw: GatewayProcess, sockets: Sockets, device: Device) -> str:
@@ -236,3 +305,200 @@ async def test_idle_gateways_keep_receiving_fan_out(cluster: Cluster, sockets: S
     await next_matching(reader, "presence.changed",
                         lambda p: any(e.get("text") == text for e in (p or {}).get("presence", [])), timeout=2)
     assert time.monotonic() - started < 2
+
+
+# --- nodes and exec approvals across processes (auth-and-pairing.md §5-§6) -------------------------
+
+async def node_on_a_invoked_from_b(cluster: Cluster, sockets: Sockets, *, timeout_ms: int, params: Any
+                                   ) -> tuple[GatewayClient, Device, asyncio.Task, dict[str, Any], float]:
+    """A node on A, an operator on B invoking system.which on it; returns once A's node holds
+    the node.invoke.request (the node, its device, B's pending call, the request, the start time)."""
+    a, b = cluster.gateways
+    device = Device()
+    node = await sockets.node(a, device, commands=["system.which"], caps=["system"])
+    operator = await sockets.client(b, [WRITE])
+    key = str(uuid.uuid4())
+    started = time.monotonic()
+    call = asyncio.create_task(operator.call("node.invoke", {
+        "nodeId": device.id, "command": "system.which", "params": params, "timeoutMs": timeout_ms,
+        "idempotencyKey": key}, timeout=timeout_ms / 1000 + 20))
+    try:
+        payload = (await node.next_event("node.invoke.request", timeout=10))["payload"]
+        assert payload["nodeId"] == device.id, payload
+        assert payload["command"] == "system.which", payload
+        assert payload["idempotencyKey"] == key, payload
+        assert payload["timeoutMs"] == timeout_ms, payload
+        assert (None if payload["paramsJSON"] is None else json.loads(payload["paramsJSON"])) == params, payload
+        assert payload["id"], payload
+    except BaseException:
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        raise
+    return node, device, call, payload, started
+
+
+async def test_invoke_from_b_reaches_node_on_a(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    params = {"bins": ["git", "python3"]}
+    node, device, call, request, _ = await node_on_a_invoked_from_b(cluster, sockets, timeout_ms=8000,
+                                                                    params=params)
+    reader = await sockets.client(b, [READ])
+    listing = await reader.call("node.list")
+    rows = [n for n in listing["nodes"] if n["nodeId"] == device.id]
+    assert rows, listing
+    assert rows[0]["connected"] is True, rows[0]
+    assert rows[0]["commands"] == ["system.which"], rows[0]
+    assert rows[0]["caps"] == ["system"], rows[0]
+    assert rows[0]["platform"] == "linux", rows[0]
+    assert rows[0]["displayName"] == f"mp-node-{device.id[:8]}", rows[0]
+
+    answer = {"bins": {"git": "/usr/bin/git", "python3": "/usr/bin/python3"}}
+    accepted = await node.call("node.invoke.result", {"id": request["id"], "nodeId": device.id, "ok": True,
+                                                      "payloadJSON": json.dumps(answer)})
+    assert accepted == {"ok": True}, accepted
+
+    result = await asyncio.wait_for(call, 10)
+    assert result["ok"] is True, result
+    assert result["payload"] == answer, result
+    assert result["nodeId"] == device.id and result["command"] == "system.which", result
+    assert json.loads(result["payloadJSON"]) == answer, result
+
+    # the invoke is settled: the same result again is ignored
+    again = await node.call("node.invoke.result", {"id": request["id"], "nodeId": device.id, "ok": True,
+                                                   "payloadJSON": json.dumps(answer)})
+    assert again == {"ok": True, "ignored": True}, again
+
+
+async def test_invoke_timeout_across_processes(cluster: Cluster, sockets: Sockets) -> None:
+    node, device, call, request, started = await node_on_a_invoked_from_b(cluster, sockets, timeout_ms=500,
+                                                                          params={"bins": ["sh"]})
+
+    error = await rpc_error(asyncio.wait_for(call, 10))
+    elapsed = time.monotonic() - started
+    assert error.code == 504, error.error
+    assert error.reason == "TIMEOUT", error.error
+    assert 0.45 <= elapsed < 5, elapsed
+
+    late = await node.call("node.invoke.result", {"id": request["id"], "nodeId": device.id, "ok": True,
+                                                  "payloadJSON": json.dumps({"bins": {}})})
+    assert late == {"ok": True, "ignored": True}, late
+
+
+async def test_node_disconnect_fails_pending_invoke(cluster: Cluster, sockets: Sockets) -> None:
+    timeout_ms = 20_000
+    node, device, call, request, started = await node_on_a_invoked_from_b(cluster, sockets,
+                                                                          timeout_ms=timeout_ms, params=None)
+    closed_at = time.monotonic()
+    await node.close()
+
+    error = await rpc_error(asyncio.wait_for(call, 10))
+    assert error.code == 503, error.error
+    assert error.reason == "UNAVAILABLE", error.error
+    assert (error.error.get("details") or {}).get("code") == "NOT_CONNECTED", error.error
+    assert time.monotonic() - closed_at < 5, "B's invoke was not failed promptly on disconnect"
+
+    b = cluster.gateways[1]
+    reader = await sockets.client(b, [READ])
+    rows = [n for n in (await reader.call("node.list"))["nodes"] if n["nodeId"] == device.id]
+    assert all(not r["connected"] for r in rows), rows
+
+
+async def test_exec_approval_requested_on_a_resolved_on_b(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    resolver = await sockets.client(b, [APPROVALS], client_id="mp-approver", mode="ui",
+                                    display_name="mp approver")
+    waiter = await sockets.client(b, [APPROVALS])
+    requester = await sockets.client(a, [APPROVALS])
+    command = f"echo mp-{secrets.token_hex(4)}"
+
+    responses = Responses(requester, "exec.approval.request",
+                          {"command": command, "cwd": "/tmp", "host": "node", "twoPhase": True, "timeoutMs": 15000})
+    await responses.send()
+    try:
+        first = await responses.next(timeout=10)
+        assert first["ok"], first
+        accepted = first["payload"]
+        assert accepted["status"] == "accepted", accepted
+        approval_id = accepted["id"]
+        assert accepted["expiresAtMs"] - accepted["createdAtMs"] == 15000, accepted
+
+        requested = await next_matching(resolver, "exec.approval.requested", lambda p: p.get("id") == approval_id)
+        assert requested["payload"]["request"]["command"] == command, requested
+        assert requested["payload"]["request"]["cwd"] == "/tmp", requested
+
+        waiting = asyncio.create_task(waiter.call("exec.approval.waitDecision", {"id": approval_id}, timeout=20))
+        resolved = await resolver.call("exec.approval.resolve", {"id": approval_id, "decision": "allow-once"})
+        assert resolved == {"ok": True}, resolved
+
+        second = await responses.next(timeout=10)
+        assert second["ok"], second
+        assert second["payload"]["id"] == approval_id, second
+        assert second["payload"]["decision"] == "allow-once", second
+        assert second["payload"]["expiresAtMs"] == accepted["expiresAtMs"], second
+
+        waited = await asyncio.wait_for(waiting, 10)
+        assert waited["id"] == approval_id and waited["decision"] == "allow-once", waited
+
+        event = await next_matching(requester, "exec.approval.resolved", lambda p: p.get("id") == approval_id)
+        assert event["payload"]["decision"] == "allow-once", event
+        assert event["payload"]["resolvedBy"] == "mp approver", event
+    finally:
+        responses.forget()
+
+
+async def test_exec_approval_expires_across_processes(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    requester = await sockets.client(a, [APPROVALS])
+    resolver = await sockets.client(b, [APPROVALS])
+
+    responses = Responses(requester, "exec.approval.request",
+                          {"command": "true", "twoPhase": True, "timeoutMs": 600})
+    await responses.send()
+    try:
+        first = await responses.next(timeout=10)
+        assert first["ok"] and first["payload"]["status"] == "accepted", first
+        approval_id = first["payload"]["id"]
+        started = time.monotonic()
+
+        second = await responses.next(timeout=10)
+        assert second["ok"], second
+        assert second["payload"]["id"] == approval_id, second
+        assert second["payload"]["decision"] is None, second
+        assert time.monotonic() - started < 5, "the expiry came far too late"
+    finally:
+        responses.forget()
+
+    error = await rpc_error(resolver.call("exec.approval.resolve", {"id": approval_id, "decision": "allow-once"}))
+    assert error.code == 409, error.error
+    assert error.reason == "CONFLICT", error.error
+    # the expired decision stays null on every process
+    waited = await resolver.call("exec.approval.waitDecision", {"id": approval_id}, timeout=10)
+    assert waited["decision"] is None, waited
+
+
+async def test_node_pairing_approved_on_b(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    pairing_a = await sockets.client(a, [PAIRING])
+    pairing_b = await sockets.client(b, [PAIRING])
+    node_id = f"mp-node-{secrets.token_hex(4)}"
+
+    asked = await pairing_a.call("node.pair.request", {"nodeId": node_id, "displayName": "mp pairing node",
+                                                       "platform": "linux", "commands": ["system.which"]})
+    assert asked["status"] == "pending" and asked["created"] is True, asked
+    request_id = asked["request"]["requestId"]
+
+    requested = await next_matching(pairing_b, "node.pair.requested", lambda p: p.get("requestId") == request_id)
+    assert requested["payload"]["nodeId"] == node_id, requested
+    assert requested["payload"]["displayName"] == "mp pairing node", requested
+
+    approved = await pairing_b.call("node.pair.approve", {"requestId": request_id})
+    assert approved["node"]["nodeId"] == node_id, approved
+    token = approved["node"]["token"]
+    assert token, approved
+
+    resolved = await next_matching(pairing_a, "node.pair.resolved", lambda p: p.get("requestId") == request_id)
+    assert resolved["payload"]["nodeId"] == node_id, resolved
+    assert resolved["payload"]["decision"] == "approved", resolved
+
+    verified = await pairing_a.call("node.pair.verify", {"nodeId": node_id, "token": token})
+    assert verified["ok"] is True, verified
