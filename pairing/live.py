@@ -30,6 +30,7 @@ log = logging.getLogger("pairing.live")
 
 INVOKE = "gateway.node_invoke"
 RESULT = "gateway.node_result"
+LATE_RESULT_GRACE_S = 2.0
 
 
 def invoke_key(invoke_id: str) -> str:
@@ -103,10 +104,16 @@ class NodeRegistry:
             await self.runtime.hub.publish({"type": INVOKE, "request": request})
             result = await asyncio.wait_for(asyncio.shield(future), timeout_ms / 1000)
         except asyncio.TimeoutError:
-            if cache.delete(invoke_key(invoke_id)) or not future.done():
+            if cache.delete(invoke_key(invoke_id)):
                 raise GatewayError("TIMEOUT", "node invoke timed out",
                                    details={"nodeError": {"code": "TIMEOUT"}}) from None
-            result = future.result()  # the result won the race against the timer
+            # A result claimed the invoke just before the timer fired: it is on its way, and the
+            # node has been told it was accepted, so wait for it rather than report a timeout.
+            try:
+                result = await asyncio.wait_for(asyncio.shield(future), LATE_RESULT_GRACE_S)
+            except asyncio.TimeoutError:
+                raise GatewayError("TIMEOUT", "node invoke timed out",
+                                   details={"nodeError": {"code": "TIMEOUT"}}) from None
         finally:
             self.waiting.pop(invoke_id, None)
         return self._outcome(node_id, command, result)
