@@ -126,9 +126,12 @@ class GatewayRuntime:
         if self.stopping:
             return
         self.stopping = True
-        conns = list(self.hub.connections.values())
+        conns = list(self.hub.sockets.values())
         for conn in conns:
-            conn.goodbye(reason)
+            if conn.authed:
+                conn.goodbye(reason)
+            else:  # still in the handshake: no events yet, only the close
+                conn.close_soon(1012, "service restart")
         await asyncio.gather(*(c.drain() for c in conns), return_exceptions=True)
         for task in self._tasks:
             task.cancel()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 
 from gateway.methods.logs import tail
 
@@ -70,10 +69,6 @@ def test_missing_file_is_an_empty_result(tmp_path: Path) -> None:
         "cursor": 0, "size": 0, "lines": [], "truncated": False, "reset": False}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "gateway/methods/logs.py tail(): a missing log file answers `file` with the server's full "
-    "filesystem path, while an existing one answers only its base name; use os.path.basename(path) "
-    "in the missing-file branch too (or omit `file`, as operations.md §6 does)."))
 def test_missing_file_does_not_reveal_the_server_path(tmp_path: Path) -> None:
     out = tail(str(tmp_path / "nope.log"), None, 500, 250_000)
     assert not os.path.isabs(out.get("file", ""))

@@ -46,10 +46,6 @@ async def test_browser_client_without_an_origin_is_refused(gateway_server) -> No
     assert ws.close_code == 1008
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "gateway/protocol/handshake.py origin_allowed(): `parsed.hostname.startswith('127.')` treats any DNS "
-    "name beginning with '127.' (e.g. http://127.0.0.1.evil.example) as a loopback origin. Check that the "
-    "hostname is an IP literal in 127.0.0.0/8 (ipaddress.ip_address(h).is_loopback) instead."))
 async def test_a_dns_name_that_starts_with_127_is_not_a_loopback_origin(gateway_server) -> None:
     ws, _, response = await handshake(gateway_server.url, connect_params(
         token=gateway_server.token, scopes=READ, client_id="anima-control-ui", mode="ui"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import pytest
 
 from gateway.client import GatewayClient
 from tests.support import ADMIN, READ
@@ -33,11 +32,6 @@ async def test_sigterm_sends_shutdown_then_closes_1012(fresh_gateway_server) -> 
     assert await asyncio.to_thread(server.process.wait, 20) is not None
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "protocol.md §2.11: shutdown 'closes every client with 1012'. gateway/runtime.py shutdown() only "
-    "reaches hub.connections (authenticated sockets); a socket still in the handshake is dropped without "
-    "a close frame (1006). Track every accepted Connection (add in consumer.accept, drop in cleanup) and "
-    "close the unauthenticated ones with close_soon(1012, 'service restart') too."))
 async def test_sigterm_closes_sockets_still_in_the_handshake_with_1012(fresh_gateway_server) -> None:
     from tests.support import frames_until_close, open_socket
 

@@ -22,7 +22,8 @@ class LogsTailParams(Params):
 
 def tail(path: str, cursor: int | None, limit: int, max_bytes: int) -> dict[str, Any]:
     if not os.path.exists(path):
-        return {"file": path, "cursor": 0, "size": 0, "lines": [], "truncated": False, "reset": False}
+        return {"file": os.path.basename(path), "cursor": 0, "size": 0, "lines": [], "truncated": False,
+                "reset": False}
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         reset = truncated = False

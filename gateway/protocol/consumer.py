@@ -74,6 +74,7 @@ class GatewayConsumer(AsyncConsumer):
         await send({"type": "websocket.accept"})
         path = self.scope.get("path", "/")
         self.conn = conn = Connection(send, dialect_for_path(path), self.runtime.policy.max_buffered)
+        self.runtime.hub.sockets[conn.conn_id] = conn
         challenge = dumps({"nonce": conn.nonce, "ts": int(time.time() * 1000)})
         conn.push_text(conn.dialect.event_frame("connect.challenge", challenge))
         self.timer = asyncio.get_running_loop().call_later(
@@ -92,6 +93,7 @@ class GatewayConsumer(AsyncConsumer):
         if conn is None:
             return
         self.runtime.hub.remove(conn)
+        self.runtime.hub.sockets.pop(conn.conn_id, None)
         if conn.role == "node":
             self.runtime.nodes.unregister(conn)
         conn.closing = True

@@ -5,6 +5,7 @@ HandshakeRefused carrying the error and the close code."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -170,9 +171,17 @@ def origin_allowed(origin: str | None, host: str | None) -> bool:
     host = (host or "").strip().lower()
     if parsed.netloc.lower() == host:
         return True
-    loopback = ("localhost", "::1")
-    return ((parsed.hostname in loopback or parsed.hostname.startswith("127."))
-            and (host_name(host) in loopback or host_name(host).startswith("127.")))
+    return is_loopback_host(parsed.hostname) and is_loopback_host(host_name(host))
+
+
+def is_loopback_host(name: str) -> bool:
+    """`localhost` or a loopback IP literal (not a DNS name that merely starts with 127.)."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def check_device(params: ConnectParams, role: str, scopes: list[str], nonce: str, local: bool) -> str:

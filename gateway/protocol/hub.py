@@ -51,7 +51,8 @@ TARGETED = {"conn", "device", "node"}
 
 class Hub:
     def __init__(self) -> None:
-        self.connections: dict[str, Connection] = {}
+        self.connections: dict[str, Connection] = {}  # authenticated: they receive events
+        self.sockets: dict[str, Connection] = {}      # every accepted socket, handshake or not
         # other message types (e.g. node invoke results sent straight to this process's channel)
         self.handlers: dict[str, Callable[[dict], None]] = {}
         self._task: asyncio.Task | None = None
