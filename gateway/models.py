@@ -9,21 +9,104 @@ from django.db import models
 
 
 class Session(models.Model):
+    """One conversation bucket (chat-sessions-cron.md §1.2). `session_id` names the transcript
+    currently attached; a reset swaps it and archives the old entries."""
+
     key = models.CharField(max_length=300, unique=True, help_text="canonical key agent:<agentId>:<rest>")
     session_id = models.UUIDField(default=uuid.uuid4, unique=True)
     agent_id = models.CharField(max_length=100, default="main", db_index=True)
-    label = models.CharField(max_length=200, null=True, blank=True, unique=True)
-    model = models.CharField(max_length=200, blank=True)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
+    label = models.CharField(max_length=64, null=True, blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    spawned_by = models.CharField(max_length=300, null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True, help_text="model the last run used")
+    model_provider = models.CharField(max_length=100, blank=True)
+    model_override = models.CharField(max_length=200, blank=True)
+    provider_override = models.CharField(max_length=100, blank=True)
+    context_tokens = models.BigIntegerField(null=True, blank=True)
+    input_tokens = models.BigIntegerField(default=0, help_text="last run")
+    output_tokens = models.BigIntegerField(default=0, help_text="last run")
+    total_tokens = models.BigIntegerField(default=0)
+    total_tokens_fresh = models.BooleanField(default=True)
+    compaction_count = models.IntegerField(default=0)
+    aborted_last_run = models.BooleanField(default=False)
+    system_sent = models.BooleanField(default=False)
+    settings = models.JSONField(default=dict, blank=True,
+                                help_text="toggles: thinkingLevel, verboseLevel, sendPolicy, …")
     created_at_ms = models.BigIntegerField()
     updated_at_ms = models.BigIntegerField(db_index=True)
 
     class Meta:
         ordering = ["-updated_at_ms"]
+        constraints = [models.UniqueConstraint(fields=["agent_id", "label"], name="label_unique_per_agent")]
 
     def __str__(self) -> str:
         return self.label or self.key
+
+
+class TranscriptEntry(models.Model):
+    """One transcript line (§1.3). Entries of a session's current transcript share its
+    session_id; archived ones keep theirs with a reason. (session_id, seq) pages fast."""
+
+    entry_id = models.CharField(max_length=32, unique=True)
+    session_id = models.UUIDField()
+    parent_id = models.CharField(max_length=32, blank=True)
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=30, default="message")
+    role = models.CharField(max_length=20, blank=True)
+    message = models.JSONField(null=True, blank=True)
+    run_id = models.CharField(max_length=200, blank=True, db_index=True)
+    created_at_ms = models.BigIntegerField()
+    archived_reason = models.CharField(max_length=10, null=True, blank=True)
+    archived_at_ms = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["session_id", "seq"]
+        constraints = [models.UniqueConstraint(fields=["session_id", "seq"], name="transcript_seq_unique")]
+        indexes = [models.Index(fields=["session_id", "archived_reason", "seq"], name="transcript_page")]
+
+    def __str__(self) -> str:
+        return f"{self.role or self.type} #{self.seq}"
+
+
+class Run(models.Model):
+    """An agent run (chat.send, agent, cron). Queued runs wait their turn per session; the
+    process running one holds a lease it renews, so a crashed owner's run is failed, not left
+    running forever. (kind, run_id) is unique: the idempotency key starts at most one run."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        OK = "ok"
+        ERROR = "error"
+        ABORTED = "aborted"
+        TIMEOUT = "timeout"
+
+    run_id = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, default="chat")
+    session_key = models.CharField(max_length=300)
+    session_id = models.UUIDField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    owner = models.CharField(max_length=200, blank=True, help_text="channel of the process running it")
+    lease_until_ms = models.BigIntegerField(null=True, blank=True)
+    created_at_ms = models.BigIntegerField()
+    started_at_ms = models.BigIntegerField(null=True, blank=True)
+    ended_at_ms = models.BigIntegerField(null=True, blank=True)
+    expires_at_ms = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    stop_reason = models.CharField(max_length=30, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    usage = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at_ms", "id"]
+        constraints = [models.UniqueConstraint(fields=["kind", "run_id"], name="run_idempotency")]
+        indexes = [models.Index(fields=["session_key", "status", "created_at_ms"], name="run_session_queue"),
+                   models.Index(fields=["status", "lease_until_ms"], name="run_lease")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.run_id} ({self.status})"
 
 
 class SystemEvent(models.Model):
