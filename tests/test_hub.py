@@ -141,3 +141,23 @@ async def test_unauthenticated_connections_never_receive_broadcasts() -> None:
     await settle()
     assert socket.sent == []
     conn.stop_writer()
+
+
+async def test_a_malformed_message_does_not_stop_fan_out() -> None:
+    from gateway.protocol.events import emit
+
+    hub = Hub()
+    await hub.start()
+    conn, socket = make_conn(scopes=("operator.read",))
+    hub.add(conn)
+    try:
+        await hub.publish({"type": "gateway.event", "audience": READERS})  # no event name: cannot be delivered
+        await emit("presence.changed", {"presence": []}, READERS)
+        for _ in range(200):
+            if socket.frames():
+                break
+            await asyncio.sleep(0.01)
+        assert [f["event"] for f in socket.frames()] == ["presence.changed"]
+    finally:
+        conn.stop_writer()
+        await hub.stop()

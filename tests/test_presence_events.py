@@ -181,3 +181,14 @@ async def test_plain_system_event_is_queued_for_the_main_session(client) -> None
     text = f"deploy finished {marker()}"
     await admin.call("system-event", {"text": text})
     assert text in (await reader.call("status"))["queuedSystemEvents"], "visible to readers too"
+
+
+async def test_device_connection_is_listed_under_its_device_id(gateway_server, client) -> None:
+    from tests.support import DeviceKey, device_handshake
+
+    device = DeviceKey()
+    attempt = await device_handshake(gateway_server.url, device, token=gateway_server.token, scopes=READ)
+    assert attempt.ok
+    entry = next(e for e in attempt.hello["snapshot"]["presence"] if e.get("deviceId") == device.id)
+    assert entry["instanceId"] == device.id and entry["roles"] == ["operator"]
+    await attempt.ws.close()

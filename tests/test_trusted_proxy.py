@@ -8,6 +8,7 @@ from typing import Iterator
 
 import pytest
 
+from gateway.client import GatewayClient
 from tests.support import READ, DeviceKey, GatewayServer, connect_params, device_handshake, frames_until_close, \
     handshake
 
@@ -56,10 +57,31 @@ async def test_prepending_loopback_does_not_make_a_client_local(proxied_server: 
 
 
 async def test_remote_device_behind_the_proxy_needs_pairing(proxied_server: GatewayServer) -> None:
-    attempt = await device_handshake(proxied_server.url, DeviceKey(), token=proxied_server.token, scopes=READ,
-                                     headers={"X-Forwarded-For": "198.51.100.30"})
-    assert attempt.error["reason"] == "NOT_PAIRED"
-    await frames_until_close(attempt.ws)
+    pairer = await GatewayClient.connect(proxied_server.url, token=proxied_server.token, scopes=["operator.pairing"])
+    try:
+        attempt = await device_handshake(proxied_server.url, DeviceKey(), token=proxied_server.token, scopes=READ,
+                                         headers={"X-Forwarded-For": "198.51.100.30"})
+        assert attempt.error["reason"] == "NOT_PAIRED"
+        await frames_until_close(attempt.ws)
+        request_id = attempt.error["details"]["requestId"]
+        event = await pairer.next_event("device.pair.requested")
+        while event["payload"]["requestId"] != request_id:
+            event = await pairer.next_event("device.pair.requested")
+        assert event["payload"]["remoteIp"] == "198.51.100.30"
+    finally:
+        await pairer.close()
+
+
+async def test_remote_client_presence_shows_its_forwarded_address(proxied_server: GatewayServer) -> None:
+    ws, _, response = await handshake(proxied_server.url, connect_params(
+        token=proxied_server.token, scopes=READ, mode="ui", display_name="proxied-ui"),
+        headers={"X-Forwarded-For": "198.51.100.31"})
+    try:
+        assert response["ok"]
+        entry = next(e for e in response["payload"]["snapshot"]["presence"] if e.get("host") == "proxied-ui")
+        assert entry["ip"] == "198.51.100.31"
+    finally:
+        await ws.close()
 
 
 async def test_loopback_forwarded_by_the_proxy_is_local(proxied_server: GatewayServer) -> None:
