@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from .protocol.events import ALL, READERS, emit
@@ -49,8 +50,11 @@ class GatewayRuntime:
         from pairing.approvals import ApprovalWaiters
         from pairing.live import NodeRegistry
 
+        from .runs.manager import RunManager
+
         self.nodes = NodeRegistry(self)
         self.approvals = ApprovalWaiters(self)
+        self.runs = RunManager(self)
         self._started: asyncio.Future | None = None
         self._tasks: list[asyncio.Task] = []
         self.stopping = False
@@ -89,6 +93,11 @@ class GatewayRuntime:
         await self.hub.start()
         self._spawn("tick", self.policy.tick_interval_ms / 1000, self._tick)
         self._spawn("maintenance", 30, self._maintenance)
+        if not settings.REDIS_URL:  # one process: runs left "running" died with its previous life
+            from .runs.services import expire_all_leases
+
+            await sync_to_async(expire_all_leases)()
+        self._spawn("runs", 10, self.runs.maintain, initial=True)
         self._spawn("health", settings.ANIMA_HEALTH_REFRESH_MS / 1000, self.health.refresh, initial=True)
         log.info("gateway runtime started (process slot %d)", self.slots.slot)
 
@@ -133,6 +142,7 @@ class GatewayRuntime:
             else:  # still in the handshake: no events yet, only the close
                 conn.close_soon(1012, "service restart")
         await asyncio.gather(*(c.drain() for c in conns), return_exceptions=True)
+        await self.runs.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

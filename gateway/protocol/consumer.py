@@ -160,7 +160,7 @@ class GatewayConsumer(AsyncConsumer):
 
     def reply_error(self, rid: str, err: GatewayError) -> None:
         assert self.conn is not None
-        self.conn.push_text(self.conn.dialect.error_frame(rid, err))
+        self.conn.push_text(self.conn.dialect.error_frame(rid, err, err.payload))
 
     # --- handshake ---------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ class GatewayError(Exception):
     """A failure that reaches the client as an error response."""
 
     def __init__(self, reason: str, message: str, *, details: Any = None, retryable: bool | None = None,
-                 retry_after_ms: int | None = None):
+                 retry_after_ms: int | None = None, payload: Any = None):
         assert reason in SEED_CODES, reason
         super().__init__(message)
         self.reason = reason
@@ -36,6 +36,7 @@ class GatewayError(Exception):
         self.details = details
         self.retryable = retryable
         self.retry_after_ms = retry_after_ms
+        self.payload = payload  # a few methods answer a payload beside the error (protocol.md §1.3)
 
     @property
     def code(self) -> int:
