@@ -123,3 +123,41 @@ class SystemEvent(models.Model):
 
     def __str__(self) -> str:
         return self.text[:80]
+
+
+class ConfigDocument(models.Model):
+    """The gateway's config document (operations.md §2), one row per name ("default"). `raw` is
+    the stored JSON text the hash is computed over; `document` is the same content as JSON for
+    queries and the admin. Written only through gateway.config.services."""
+
+    name = models.CharField(max_length=50, unique=True, default="default")
+    raw = models.TextField(help_text="JSON text as stored (2-space indent); the hash covers it")
+    document = models.JSONField(default=dict)
+    hash = models.CharField(max_length=64, help_text="hex SHA-256 of raw; writers pass it as baseHash")
+    revision = models.BigIntegerField(default=0, help_text="id of the latest ConfigRevision")
+    updated_at_ms = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "config"
+        verbose_name_plural = "config"
+
+    def __str__(self) -> str:
+        return f"config ({self.hash[:12]})"
+
+
+class ConfigRevision(models.Model):
+    """One write of the config: who, when, which paths changed, and the document after it."""
+
+    created_at_ms = models.BigIntegerField(db_index=True)
+    actor = models.CharField(max_length=200, help_text="rpc:<client>:<conn>, admin:<user>, …")
+    source = models.CharField(max_length=30, help_text="config.set, config.patch, config.apply, admin, …")
+    previous_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    document = models.JSONField(default=dict, help_text="the whole document after the change")
+    changed_paths = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"config revision {self.pk}"
