@@ -30,7 +30,7 @@ async def test_slow_consumer_loses_droppable_events_then_is_closed(gateway_serve
     bystander = await GatewayClient.connect(server.url, token=server.token, scopes=["operator.read"])
     try:
         text = "x" * 100_000
-        for i in range(120):  # ~12 MB of presence events (droppable), far beyond socket buffers
+        for i in range(250):  # ~25 MB of presence events (droppable), far beyond socket buffers
             await admin.call("system-event", {"text": f"{i} {text}", "deviceId": "slow-consumer-test"})
         await admin.call("health", {"probe": True})  # health.changed is not droppable
 
