@@ -161,3 +161,41 @@ class ConfigRevision(models.Model):
 
     def __str__(self) -> str:
         return f"config revision {self.pk}"
+
+
+class ProviderSettings(models.Model):
+    """The provider key store's settings (one row, pk 1): the active provider and how it rotates
+    (anima.providers.*, chat-sessions-cron.md §4.2)."""
+
+    class Strategy(models.TextChoices):
+        ON_RATE_LIMIT = "on-rate-limit"
+        ROUND_ROBIN = "round-robin"
+
+    active_provider = models.CharField(max_length=200, blank=True, help_text="id of the active entry; empty: none")
+    auto_rotation = models.BooleanField(default=True)
+    rotation_strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.ON_RATE_LIMIT)
+
+    class Meta:
+        verbose_name_plural = "provider settings"
+
+    def __str__(self) -> str:
+        return f"active: {self.active_provider or '-'}"
+
+
+class ProviderKey(models.Model):
+    """One entry of the provider key store. Its API key is encrypted at rest (Fernet, key derived
+    from SECRET_KEY: gateway.providers.crypto) and only ever shown masked."""
+
+    provider_id = models.CharField(max_length=200, unique=True, help_text="`openai`, `anthropic`, `openai:work`, …")
+    name = models.CharField(max_length=200, blank=True)
+    api_key_encrypted = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    priority = models.FloatField(default=0)
+    position = models.PositiveIntegerField(default=0, help_text="place in the list as last set")
+    base_url = models.CharField(max_length=500, blank=True, help_text="optional endpoint of an OpenAI-compatible server")
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.provider_id
