@@ -5,8 +5,14 @@ servers' CPU is read from /proc, so the client's own cost stays out of the serve
 measures: health round trips on one connection, health calls on 32 connections at once, and
 handshakes (open, challenge, connect, hello-ok, close).
 
+Then two gateway-only figures, on a gateway restarted over seeded transcripts: chat delta fan-out
+(one echo run watched by 100 read-scoped clients: deltas/s delivered, bytes/s, the delivery lag,
+the gateway's CPU) and chat.history page latency on a 10,000-entry session against a 50-entry one
+(the entries are bulk-inserted by `python -m gateway.bench seed-history`, with SQLite's query plan).
+
 The baseline lives in this module too (`python -m gateway.bench baseline`), so this module must not
-import Django at the top: the baseline process stays a bare websockets + orjson server."""
+import Django at the top (seed-history sets it up itself): the baseline process stays a bare
+websockets + orjson server."""
 
 from __future__ import annotations
 
@@ -56,10 +62,22 @@ class Sizes:
     total_seconds: float   # soft limit of all runs: later repeats are skipped once it is spent
 
 
+    # chat delta fan-out: one echo run watched by `fanout_clients` read-scoped connections
+    fanout_clients: int = 100
+    fanout_chars: int = 4000       # the message the echo backend streams back
+    echo_chunk_chars: int = 16     # set through config.set when the gateway has it (else its defaults)
+    echo_chunk_delay_ms: int = 10
+    # chat.history {limit} round trips on a large and a small session, seeded straight into SQLite
+    history_entries: int = 10_000
+    history_small_entries: int = 50
+    history_limit: int = 50
+    history_calls: int = 500
+
+
 DEFAULT_SIZES = Sizes(health_seq=2000, health_conc=4000, conns=32, handshakes=300, hs_concurrency=4, warmup=300,
                       phase_seconds=60, repeat=3, total_seconds=600)
 QUICK_SIZES = Sizes(health_seq=200, health_conc=320, conns=32, handshakes=30, hs_concurrency=4, warmup=50,
-                    phase_seconds=30, repeat=1, total_seconds=120)
+                    phase_seconds=30, repeat=1, total_seconds=120, fanout_chars=1600, history_calls=50)
 
 
 # --- server CPU from /proc -----------------------------------------------------------------------
@@ -193,11 +211,28 @@ class Harness:
         if done.returncode != 0:
             raise BenchError(f"migrate failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
 
-    def start_gateway(self) -> tuple[ServerProcess, int]:
+    def stop_server(self, server: ServerProcess) -> None:
+        server.stop()
+        self.servers.remove(server)
+
+    def seed_history(self, sessions: dict[str, int]) -> dict[str, Any]:
+        """Fill sessions with transcript entries straight into the database (before the gateway
+        starts): `python -m gateway.bench seed-history`, with the gateway's environment."""
+        self.log("seeding " + ", ".join(f"{n:,} entries into {key}" for key, n in sessions.items()))
+        argv = [sys.executable, "-m", "gateway.bench", "seed-history"]
+        for key, n in sessions.items():
+            argv += ["--session", f"{key}={n}"]
+        done = subprocess.run(argv, env=self.gateway_env(), cwd=self.base_dir, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise BenchError(f"seeding the history failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+    def start_gateway(self, name: str = "gateway") -> tuple[ServerProcess, int]:
         port = free_port()
         argv = [sys.executable, str(self.base_dir / "manage.py"), "gateway", "serve", "--quiet", "--bind", LOOPBACK,
                 "--port", str(port)]
-        server = ServerProcess("gateway", argv, self.gateway_env(), self.base_dir, self.state_dir)
+        server = ServerProcess(name, argv, self.gateway_env(), self.base_dir, self.state_dir)
         self.servers.append(server)
         return server, port
 
@@ -216,10 +251,14 @@ class Harness:
 
 # --- the client ------------------------------------------------------------------------------------
 
-def connect_params(token: str) -> dict[str, Any]:
+READ_SCOPES = ("operator.read",)
+WRITE_SCOPES = ("operator.read", "operator.write", "operator.admin")
+
+
+def connect_params(token: str, scopes: tuple[str, ...] = READ_SCOPES) -> dict[str, Any]:
     return {"minProtocol": 1, "maxProtocol": 3,
             "client": {"id": "bench", "version": "1", "platform": "linux", "mode": "cli"},
-            "role": "operator", "scopes": ["operator.read"], "auth": {"token": token}}
+            "role": "operator", "scopes": list(scopes), "auth": {"token": token}}
 
 
 async def open_ws(url: str) -> ClientConnection:
@@ -227,14 +266,15 @@ async def open_ws(url: str) -> ClientConnection:
                          open_timeout=STEP_TIMEOUT_S, close_timeout=STEP_TIMEOUT_S)
 
 
-async def handshake(ws: ClientConnection, token: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+async def handshake(ws: ClientConnection, token: str,
+                    scopes: tuple[str, ...] = READ_SCOPES) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Read the challenge, send connect, return (challenge, hello-ok frame, hello-ok bytes)."""
     async with asyncio.timeout(STEP_TIMEOUT_S):
         challenge = orjson.loads(await ws.recv())
         if challenge.get("event") != "connect.challenge":
             raise BenchError(f"expected connect.challenge, got {str(challenge)[:200]}")
         await ws.send(orjson.dumps({"type": "req", "id": "connect", "method": "connect",
-                                    "params": connect_params(token)}).decode())
+                                    "params": connect_params(token, scopes)}).decode())
         while True:
             raw = await ws.recv()
             frame = orjson.loads(raw)
@@ -245,10 +285,10 @@ async def handshake(ws: ClientConnection, token: str) -> tuple[dict[str, Any], d
     return challenge, frame, len(raw)
 
 
-async def session(url: str, token: str) -> ClientConnection:
+async def session(url: str, token: str, scopes: tuple[str, ...] = READ_SCOPES) -> ClientConnection:
     ws = await open_ws(url)
     try:
-        await handshake(ws, token)
+        await handshake(ws, token, scopes)
     except BaseException:
         await ws.close()
         raise
@@ -413,6 +453,334 @@ async def measure_handshakes(server: ServerProcess, url: str, token: str, sizes:
     return await timed(server, measure, work, seconds)
 
 
+async def request(ws: ClientConnection, method: str, params: dict[str, Any], rid: str) -> dict[str, Any]:
+    """One request; events arriving meanwhile are skipped. Returns the response frame (ok or not)."""
+    await ws.send(orjson.dumps({"type": "req", "id": rid, "method": method, "params": params}).decode())
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT_S):
+            while True:
+                frame = orjson.loads(await ws.recv())
+                if frame.get("type") == "res" and frame.get("id") == rid:
+                    return frame
+    except TimeoutError:
+        raise BenchError(f"no answer to {method} within {STEP_TIMEOUT_S}s") from None
+
+
+def error_text(frame: dict[str, Any]) -> str:
+    error = frame.get("error") or {}
+    return f"{error.get('reason') or error.get('code')}: {error.get('message')}"
+
+
+def bench_text(chars: int) -> str:
+    """Deterministic ASCII words, exactly `chars` long."""
+    words = ("gateway", "fan-out", "delta", "stream", "echo", "history", "session", "client", "bench", "run")
+    out, i = [], 0
+    size = -1  # the separators are one fewer than the words
+    while size < chars:
+        word = words[i % len(words)] + str(i % 97)
+        out.append(word)
+        size += len(word) + 1
+        i += 1
+    return " ".join(out)[:chars]
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, -(-len(sorted_values) * pct // 100))  # ceil
+    return sorted_values[int(min(rank, len(sorted_values))) - 1]
+
+
+async def configure_echo(url: str, token: str, sizes: Sizes) -> dict[str, Any]:
+    """Speed the echo backend up through config.set when the gateway implements it; otherwise
+    (any error answer) the run uses the gateway's defaults, and the report says so."""
+    from_defaults = {"chunkChars": 16, "chunkDelayMs": 20, "source": "gateway defaults"}
+    wanted = {"chunkChars": sizes.echo_chunk_chars, "chunkDelayMs": sizes.echo_chunk_delay_ms}
+    ws = await session(url, token, WRITE_SCOPES)
+    try:
+        got = await request(ws, "config.get", {}, "cfg-get")
+        if not got.get("ok"):
+            return from_defaults | {"note": f"config.get answered {error_text(got)}"}
+        base_hash = (got.get("payload") or {}).get("hash")
+        done = await request(ws, "config.set", {"path": "agents.defaults.echo", "value": wanted,
+                                                "baseHash": base_hash}, "cfg-set")
+        if not done.get("ok"):
+            return from_defaults | {"note": f"config.set answered {error_text(done)}"}
+        check = await request(ws, "config.get", {"path": "agents.defaults.echo"}, "cfg-check")
+        value = (check.get("payload") or {}).get("value") if check.get("ok") else None
+        if value != wanted:
+            return from_defaults | {"note": f"config.set accepted, but config.get shows {value!r}"}
+        return wanted | {"source": "config.set"}
+    finally:
+        await ws.close()
+
+
+async def warm_up_run(url: str, token: str) -> None:
+    """One short chat run (backend, run services, transcript writes) before anything is measured."""
+    ws = await session(url, token, WRITE_SCOPES)
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT_S):
+            await drive_run(ws, "agent:main:bench-warm-up", bench_text(64))
+    except TimeoutError:
+        raise BenchError(f"the warm-up chat run did not end within {STEP_TIMEOUT_S}s") from None
+    finally:
+        await ws.close()
+
+
+@dataclass
+class Watch:
+    """What one watching client saw of the run, between chat.run.started and its end."""
+    started: float | None = None
+    ended: float | None = None
+    deltas: int = 0
+    delta_bytes: int = 0
+    agent_events: int = 0
+    agent_bytes: int = 0
+    frames: int = 0
+    frame_bytes: int = 0
+    seq_gaps: int = 0          # sequenced events this connection never got (dropped for a slow consumer)
+    last_seq: int | None = None
+    delta_chars: int = 0       # cumulative text length carried by the last delta
+    not_growing: int = 0       # deltas whose cumulative text was not longer than the previous one
+    final_chars: int = 0
+    failed: str | None = None
+    first_delta: float = 0.0
+    last_delta: float = 0.0
+
+
+def message_chars(payload: dict[str, Any]) -> int:
+    content = (payload.get("message") or {}).get("content") or []
+    return sum(len(b.get("text", "")) for b in content if isinstance(b, dict))
+
+
+async def watch_run(ws: ClientConnection, key: str, watch: Watch) -> None:
+    """Read until the run of session `key` completes (or fails); count what arrives meanwhile."""
+    while True:
+        raw = await ws.recv()
+        now = time.perf_counter()
+        frame = orjson.loads(raw)
+        if frame.get("type") != "evt":
+            continue
+        seq = frame.get("seq")
+        if isinstance(seq, int):
+            if watch.last_seq is not None and seq > watch.last_seq + 1:
+                watch.seq_gaps += seq - watch.last_seq - 1
+            watch.last_seq = seq
+        payload = frame.get("payload")
+        if not isinstance(payload, dict) or payload.get("sessionKey") != key:
+            continue
+        event = frame.get("event")
+        if event == "chat.run.started" and watch.started is None:
+            watch.started = now
+        if watch.started is None:
+            continue
+        watch.frames += 1
+        watch.frame_bytes += len(raw)  # ASCII text: characters are bytes
+        if event == "chat.delta":
+            watch.deltas += 1
+            watch.delta_bytes += len(raw)
+            watch.first_delta = watch.first_delta or now
+            watch.last_delta = now
+            chars = message_chars(payload)
+            watch.not_growing += chars <= watch.delta_chars
+            watch.delta_chars = chars
+        elif event == "agent":
+            watch.agent_events += 1
+            watch.agent_bytes += len(raw)
+        elif event == "chat.run.completed":
+            watch.ended, watch.final_chars = now, message_chars(payload)
+            return
+        elif event == "chat.run.failed":
+            watch.ended, watch.failed = now, str(payload.get("errorMessage") or payload.get("state"))
+            return
+
+
+async def drive_run(ws: ClientConnection, key: str, text: str) -> dict[str, Any]:
+    """The writer: chat.send, then read until the run ends (its socket is drained like the others)."""
+    rid = "fanout-send"
+    await ws.send(orjson.dumps({"type": "req", "id": rid, "method": "chat.send",
+                                "params": {"sessionKey": key, "message": text,
+                                           "idempotencyKey": str(uuid.uuid4())}}).decode())
+    t0 = time.perf_counter()
+    response: dict[str, Any] | None = None
+    acked = ended = 0.0
+    while response is None or not ended:
+        frame = orjson.loads(await ws.recv())
+        if frame.get("type") == "res" and frame.get("id") == rid:
+            if not frame.get("ok"):
+                raise BenchError(f"chat.send failed: {error_text(frame)}")
+            response, acked = frame, time.perf_counter()
+        elif frame.get("type") == "evt" and (frame.get("payload") or {}).get("sessionKey") == key and \
+                frame.get("event") in ("chat.run.completed", "chat.run.failed"):
+            ended = time.perf_counter()
+    return {"send_ack_ms": (acked - t0) * 1e3, "run_s": ended - t0,
+            "runId": (response.get("payload") or {}).get("runId")}
+
+
+async def measure_fanout(server: ServerProcess, url: str, token: str, sizes: Sizes, echo: dict[str, Any],
+                         seconds: float) -> Measure:
+    """One chat.send whose echo run is watched by `fanout_clients` read-scoped connections."""
+    key = f"agent:main:bench-fanout-{uuid.uuid4().hex[:8]}"
+    text = bench_text(sizes.fanout_chars)
+    measure = Measure("chat fan-out", sizes.fanout_clients)
+    readers: list[ClientConnection] = []
+    writer: ClientConnection | None = None
+    limit = asyncio.Semaphore(10)
+
+    async def open_reader() -> ClientConnection:
+        async with limit:
+            return await session(url, token)
+
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT_S + sizes.fanout_clients):
+            results = await asyncio.gather(*(open_reader() for _ in range(sizes.fanout_clients)),
+                                           return_exceptions=True)
+            readers = [r for r in results if isinstance(r, ClientConnection)]
+            failures = [r for r in results if not isinstance(r, ClientConnection)]
+            if failures:
+                raise BenchError(f"{len(failures)} of {sizes.fanout_clients} watching clients did not connect: "
+                                 f"{failures[0]!r}")
+            writer = await session(url, token, WRITE_SCOPES)
+        watches = [Watch() for _ in readers]
+        run_info: dict[str, Any] = {}
+
+        async def work(deadline: float) -> None:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 1.0)):
+                outcome = await asyncio.gather(drive_run(writer, key, text),
+                                               *(watch_run(ws, key, w) for ws, w in zip(readers, watches, strict=True)))
+            run_info.update(outcome[0])
+
+        await timed(server, measure, work, seconds)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in [*readers, *([writer] if writer else [])]),
+                             return_exceptions=True)
+
+    failed = [w.failed for w in watches if w.failed]
+    if failed:
+        raise BenchError(f"the fan-out run failed: {failed[0]}")
+    starts = [w.started for w in watches if w.started is not None]
+    ends = [w.ended for w in watches if w.ended is not None]
+    window = max(ends) - min(starts)
+    counts = [w.deltas for w in watches]
+    most = max(counts)
+    measure.done = sum(counts)
+    measure.events_received = sum(w.frames for w in watches)
+    measure.frame_bytes = max(w.delta_bytes // max(w.deltas, 1) for w in watches)
+    chunks = -(-len(text) // int(echo["chunkChars"]))
+    gaps = [(w.last_delta - w.first_delta) / (w.deltas - 1) for w in watches if w.deltas > 1]
+    per_client = [w.deltas / (w.ended - w.started) for w in watches if w.ended and w.started and w.ended > w.started]
+    measure.extra.update({
+        "clients": len(watches),
+        "message_chars": len(text),
+        "echo": echo,
+        "throttle_max_deltas_per_s_per_client": 25.0,
+        "run_id": run_info.get("runId"),
+        "run_s": round(run_info.get("run_s", 0.0), 4),
+        "send_ack_ms": round(run_info.get("send_ack_ms", 0.0), 2),
+        "window_s": round(window, 4),
+        "deltas_delivered": measure.done,
+        "deltas_per_client_min": min(counts),
+        "deltas_per_client_max": most,
+        "deltas_missing": sum(most - c for c in counts),
+        "seq_gaps": sum(w.seq_gaps for w in watches),
+        "deltas_not_growing": sum(w.not_growing for w in watches),
+        "final_text_complete": all(w.final_chars == len(text) for w in watches),
+        "deltas_per_s": round(measure.done / window, 1) if window > 0 else 0.0,
+        "deltas_per_s_per_client": round(sum(per_client) / len(per_client), 2) if per_client else 0.0,
+        "delta_bytes": sum(w.delta_bytes for w in watches),
+        "delta_bytes_per_s": round(sum(w.delta_bytes for w in watches) / window) if window > 0 else 0,
+        "agent_events": sum(w.agent_events for w in watches),
+        "agent_bytes": sum(w.agent_bytes for w in watches),
+        "all_bytes_per_s": round(sum(w.frame_bytes for w in watches) / window) if window > 0 else 0,
+        "started_spread_ms": round((max(starts) - min(starts)) * 1e3, 2),
+        "completed_lag_ms": round((max(ends) - min(ends)) * 1e3, 2),
+        "echo_chunks": chunks,
+        "echo_chunk_interval_ms": round(window / chunks * 1e3, 2),
+        "delta_interval_ms": round(sum(gaps) / len(gaps) * 1e3, 2) if gaps else 0.0,
+        "gateway_cpu_s_per_run_s": round(measure.server_cpu_s / window, 3) if window > 0 else 0.0,
+    })
+    return measure
+
+
+HISTORY_BLOCKS = 5  # calls go in blocks alternating between the sessions, so drift hits both alike
+
+
+async def measure_history(server: ServerProcess, url: str, token: str, sessions: dict[str, tuple[str, int]],
+                          sizes: Sizes, seconds: float) -> dict[str, Measure]:
+    """Sequential chat.history {sessionKey, limit} round trips, one connection per session; the
+    latency of every call, server CPU per block. Returns one Measure per label of `sessions`."""
+    measures = {label: Measure(f"chat.history {entries} entries", sizes.history_calls,
+                               extra={"session_key": key, "session_entries": entries, "limit": sizes.history_limit})
+                for label, (key, entries) in sessions.items()}
+    latencies: dict[str, list[float]] = {label: [] for label in sessions}
+    sockets: dict[str, ClientConnection] = {}
+
+    async def one(label: str, rid: str) -> int:
+        key, entries = sessions[label]
+        ws = sockets[label]
+        await ws.send(orjson.dumps({"type": "req", "id": rid, "method": "chat.history",
+                                    "params": {"sessionKey": key, "limit": sizes.history_limit}}).decode())
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT_S):
+                while True:
+                    raw = await ws.recv()
+                    frame = orjson.loads(raw)
+                    if frame.get("type") == "res" and frame.get("id") == rid:
+                        break
+        except TimeoutError:
+            raise BenchError(f"no answer to chat.history within {STEP_TIMEOUT_S}s") from None
+        if not frame.get("ok"):
+            raise BenchError(f"chat.history failed: {error_text(frame)}")
+        got = len((frame.get("payload") or {}).get("messages") or [])
+        if got != min(entries, sizes.history_limit):
+            raise BenchError(f"chat.history on {key} returned {got} messages, expected "
+                             f"{min(entries, sizes.history_limit)}")
+        return len(raw)
+
+    try:
+        for label in sessions:
+            sockets[label] = await session(url, token)
+            for i in range(min(20, sizes.history_calls)):
+                await one(label, f"hw{i}")
+        per_block = -(-sizes.history_calls // HISTORY_BLOCKS)
+        block_seconds = seconds / (HISTORY_BLOCKS * len(sessions))
+        labels = list(sessions)
+        for block in range(HISTORY_BLOCKS):
+            for label in labels if block % 2 == 0 else labels[::-1]:
+                m = measures[label]
+                part = Measure(m.name, per_block)
+                count = min(per_block, sizes.history_calls - m.done)
+
+                async def work(deadline: float, label: str = label, part: Measure = part, count: int = count,
+                               tag: str = f"h{block}-") -> None:
+                    for i in range(count):
+                        if time.monotonic() >= deadline:
+                            return
+                        t0 = time.perf_counter()
+                        part.frame_bytes = await one(label, f"{tag}{i}")
+                        latencies[label].append(time.perf_counter() - t0)
+                        part.done += 1
+
+                await timed(server, part, work, block_seconds)
+                m.done += part.done
+                m.wall_s += part.wall_s
+                m.server_cpu_s += part.server_cpu_s
+                m.client_cpu_s += part.client_cpu_s
+                m.cpu_source = part.cpu_source if m.cpu_source in ("", part.cpu_source) else "ticks"
+                m.frame_bytes = part.frame_bytes or m.frame_bytes
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
+    for label, m in measures.items():
+        ordered = sorted(latencies[label])
+        m.extra.update({"messages": min(m.extra["session_entries"], sizes.history_limit), "blocks": HISTORY_BLOCKS,
+                        "p50_ms": round(percentile(ordered, 50) * 1e3, 3),
+                        "p99_ms": round(percentile(ordered, 99) * 1e3, 3),
+                        "max_ms": round(ordered[-1] * 1e3, 3) if ordered else 0.0,
+                        "mean_ms": round(sum(ordered) / len(ordered) * 1e3, 3) if ordered else 0.0})
+    return measures
+
+
 async def warm_up(url: str, token: str, sizes: Sizes) -> None:
     """Lazy imports, pydantic schemas, first queries: paid before anything is measured."""
     ws = await session(url, token)
@@ -503,6 +871,41 @@ async def run_bench(harness: Harness, sizes: Sizes) -> dict[str, Any]:
             chosen.extra["runs_per_s"] = [round(m.per_s, 1) for m in measures]
             results[name][key] = chosen
 
+    # Gateway-only figures (the bare server has no runs and no transcripts to compare with). The
+    # transcripts go straight into the database while no gateway runs; the gateway restarts on it,
+    # so the measures above keep an empty database (health lists recent sessions).
+    log("stopping the gateway to seed transcripts")
+    harness.stop_server(gateway)
+    history_keys = {"large": "agent:main:bench-history-large", "small": "agent:main:bench-history-small"}
+    seeded = harness.seed_history({history_keys["large"]: sizes.history_entries,
+                                   history_keys["small"]: sizes.history_small_entries})
+    gateway, gw_port = harness.start_gateway("gateway-seeded")
+    log(f"gateway restarted: pid {gateway.pid} on ws://{LOOPBACK}:{gw_port}")
+    await wait_listening(gateway, gw_port)
+    gw_url = f"ws://{LOOPBACK}:{gw_port}"
+    await warm_up(gw_url, harness.token, sizes)
+    seconds = max(sizes.phase_seconds, 10.0)
+    log("chat fan-out: configuring the echo backend, one warm-up run")
+    echo = await configure_echo(gw_url, harness.token, sizes)
+    await warm_up_run(gw_url, harness.token)
+    if echo["source"] != "config.set":
+        log(f"echo settings left at the defaults ({echo.get('note')})")
+    log(f"chat fan-out: one run of {sizes.fanout_chars} chars to {sizes.fanout_clients} watching clients")
+    fanout = await measure_fanout(gateway, gw_url, harness.token, sizes, echo, seconds)
+    log(f"chat.history limit {sizes.history_limit}: {sizes.history_calls} calls each on a "
+        f"{sizes.history_entries:,}-entry and a {sizes.history_small_entries:,}-entry session")
+    history_sessions = {"large": (history_keys["large"], sizes.history_entries),
+                        "small": (history_keys["small"], sizes.history_small_entries)}
+    history: dict[str, Any] = {}
+    for label, measure in (await measure_history(gateway, gw_url, harness.token, history_sessions, sizes,
+                                                 seconds)).items():
+        measure.extra["query_plan"] = seeded[history_keys[label]]["plan"]
+        measure.extra["index_backed"] = seeded[history_keys[label]]["index_backed"]
+        history[label] = measure.as_json()
+    large, small = history["large"], history["small"]
+    history["p50_ratio_large_vs_small"] = round(large["p50_ms"] / small["p50_ms"], 3) if small["p50_ms"] else 0.0
+    history["p99_ratio_large_vs_small"] = round(large["p99_ms"] / small["p99_ms"], 3) if small["p99_ms"] else 0.0
+
     gw, bl = results["gateway"], results["baseline"]
     ratios = {
         "health_sequential_cpu_per_call": gw["health_sequential"].server_cpu_us / bl["health_sequential"].server_cpu_us,
@@ -518,7 +921,20 @@ async def run_bench(harness: Harness, sizes: Sizes) -> dict[str, Any]:
         "idle_server_cpu_ms_per_s": {k: round(v, 3) for k, v in idle.items()},
         "results": {name: {k: m.as_json() for k, m in measures.items()} for name, measures in results.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "fanout": fanout.as_json(),
+        "history": history,
     }
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Enough descriptors for the fan-out's sockets (soft limit up to the hard one)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run(sizes: Sizes, base_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -529,6 +945,7 @@ def run(sizes: Sizes, base_dir: Path, log: Callable[[str], None]) -> dict[str, A
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    raise_fd_limit(sizes.fanout_clients * 2 + 256)
     try:
         with Harness(base_dir, log) as harness:
             return asyncio.run(run_bench(harness, sizes))
@@ -589,7 +1006,57 @@ def format_report(report: dict[str, Any]) -> str:
     if any(m["truncated"] for res in (gw, bl) for m in res.values()):
         lines.append(f"* stopped at the time limit ({cfg['phase_seconds']:.0f}s a run, {cfg['total_seconds']:.0f}s "
                      f"in all) before the requested count")
+    if "fanout" in report:
+        lines.append("")
+        lines.extend(format_fanout(report["fanout"]))
+    if "history" in report:
+        lines.append("")
+        lines.extend(format_history(report["history"]))
     return "\n".join(lines)
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.2f} MB/s"
+
+
+def format_fanout(f: dict[str, Any]) -> list[str]:
+    echo = f["echo"]
+    how = "via config.set" if echo["source"] == "config.set" else f"gateway defaults: {echo.get('note', '')}"
+    return [
+        f"chat delta fan-out: 1 run -> {f['clients']} read-scoped clients, {f['message_chars']:,}-char message, "
+        f"echo {echo['chunkChars']} chars every {echo['chunkDelayMs']} ms ({how})",
+        f"  deltas: {f['deltas_delivered']:,} delivered in {f['window_s']:.3f}s (first started -> last completed): "
+        f"{f['deltas_per_s']:,.0f}/s in all, {f['deltas_per_s_per_client']:.1f}/s per client "
+        f"(throttle cap {f['throttle_max_deltas_per_s_per_client']:.0f}/s)",
+        f"  one delta every {f['delta_interval_ms']:.1f} ms per client; one echo chunk every "
+        f"{f['echo_chunk_interval_ms']:.1f} ms ({f['echo_chunks']} chunks over the window)",
+        f"  per client {f['deltas_per_client_min']}..{f['deltas_per_client_max']} deltas, "
+        f"{f['deltas_missing']} missing, {f['seq_gaps']} seq gaps, {f['deltas_not_growing']} not growing, "
+        f"final text complete: {'yes' if f['final_text_complete'] else 'NO'}",
+        f"  bytes: deltas {_mb(f['delta_bytes_per_s'])} (largest-average delta frame {f['frame_bytes']:,} B), "
+        f"all run frames {_mb(f['all_bytes_per_s'])} ({f['agent_events']:,} agent events alongside)",
+        f"  delivery lag of chat.run.completed, first -> last client: {f['completed_lag_ms']:.1f} ms "
+        f"(chat.run.started spread {f['started_spread_ms']:.1f} ms); chat.send ack {f['send_ack_ms']:.1f} ms",
+        f"  gateway cpu {f['server_cpu_s']:.3f}s for the run ({f['server_cpu_utilisation']:.2f} of a core over "
+        f"{f['wall_s']:.2f}s wall), {_cpu(f['server_cpu_us_per_op'])} per delivered delta; client cpu "
+        f"{f['client_cpu_s']:.2f}s",
+    ]
+
+
+def format_history(h: dict[str, Any]) -> list[str]:
+    large, small = h["large"], h["small"]
+    lines = [f"chat.history limit {large['limit']}, sequential calls, one connection per session, "
+             f"{large['blocks']} alternating blocks (sessions seeded straight into SQLite):"]
+    for m in (large, small):
+        flag = "*" if m["truncated"] else ""
+        lines.append(f"  {m['session_entries']:>6,} entries: {m['done']}{flag} calls  p50 {m['p50_ms']:.2f} ms  "
+                     f"p99 {m['p99_ms']:.2f} ms  max {m['max_ms']:.2f} ms | {_rate(m['per_s'])}, gateway "
+                     f"{_cpu(m['server_cpu_us_per_op'])} cpu/call, {m['frame_bytes']:,} B response")
+    lines.append(f"  {large['session_entries']:,} vs {small['session_entries']:,} entries: p50 ratio "
+                 f"{h['p50_ratio_large_vs_small']:.2f}x, p99 ratio {h['p99_ratio_large_vs_small']:.2f}x; "
+                 f"page query {'index-backed' if large['index_backed'] else 'NOT index-backed'}: "
+                 + " / ".join(large["query_plan"]))
+    return lines
 
 
 # --- the baseline server (its own process) -----------------------------------------------------
@@ -657,10 +1124,72 @@ def baseline_main(argv: list[str]) -> None:
     asyncio.run(main())
 
 
+# --- seeding transcripts (its own process, with the gateway's environment) --------------------------
+
+def seed_history_main(argv: list[str]) -> None:
+    """Create sessions holding N transcript entries each (alternating user and echo-assistant
+    messages with consecutive seq), by bulk insert: no runs, no events. Prints one JSON line:
+    per key the session id, the entry count and SQLite's plan for chat.history's page query."""
+    import django
+
+    parser = argparse.ArgumentParser(prog="python -m gateway.bench seed-history")
+    parser.add_argument("--session", action="append", required=True, metavar="KEY=N")
+    args = parser.parse_args(argv)
+    django.setup()
+    from django.db import connection, transaction
+
+    from gateway.chat.transcripts import ensure_session, new_entry_id
+    from gateway.models import Session, TranscriptEntry
+
+    out: dict[str, Any] = {}
+    for spec in args.session:
+        key, _, count = spec.rpartition("=")
+        n = int(count)
+        session = ensure_session(key)
+        start = int(time.time() * 1000) - n * 1000
+        rows, parent = [], ""
+        for seq in range(1, n + 1):
+            at = start + seq * 1000
+            text = bench_text(120 + (n - seq) * 37 % 200)  # by distance from the tip: equal last pages
+            if seq % 2:
+                role, message = "user", {"role": "user", "content": [{"type": "text", "text": text}], "timestamp": at}
+            else:
+                words = len(text.split())
+                role, message = "assistant", {
+                    "role": "assistant", "content": [{"type": "text", "text": text}], "timestamp": at,
+                    "stopReason": "stop", "provider": "echo", "model": "echo",
+                    "usage": {"input": words, "output": words, "cacheRead": 0, "cacheWrite": 0,
+                              "totalTokens": 2 * words}}
+            entry_id = new_entry_id()
+            rows.append(TranscriptEntry(entry_id=entry_id, session_id=session.session_id, parent_id=parent, seq=seq,
+                                        type="message", role=role, message=message,
+                                        run_id=f"bench-seed-{(seq + 1) // 2}", created_at_ms=at))
+            parent = entry_id
+        with transaction.atomic():
+            TranscriptEntry.objects.bulk_create(rows, batch_size=500)
+            Session.objects.filter(pk=session.pk).update(updated_at_ms=start + n * 1000)
+        # The query of gateway.chat.transcripts.current_entries, as SQLite plans it.
+        page = (TranscriptEntry.objects.filter(session_id=session.session_id, archived_reason__isnull=True)
+                .order_by("-seq")[:50])
+        sql, params = page.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plan = [str(row[-1]) for row in cursor.fetchall()]
+        out[key] = {"sessionId": str(session.session_id), "entries": n, "plan": plan,
+                    "index_backed": any("INDEX" in line for line in plan)
+                    and not any(line.startswith("SCAN") and "INDEX" not in line for line in plan)
+                    and not any("TEMP B-TREE" in line for line in plan)}
+    print(orjson.dumps(out).decode())
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["baseline"]:
-        sys.exit("usage: python -m gateway.bench baseline --port N --hello FILE --health FILE")
-    baseline_main(sys.argv[2:])
+    if sys.argv[1:2] == ["baseline"]:
+        baseline_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["seed-history"]:
+        seed_history_main(sys.argv[2:])
+    else:
+        sys.exit("usage: python -m gateway.bench baseline --port N --hello FILE --health FILE\n"
+                 "       python -m gateway.bench seed-history --session KEY=N [--session KEY=N ...]")
 
 
 __all__ = ["DEFAULT_SIZES", "QUICK_SIZES", "BenchError", "Sizes", "format_report", "run"]

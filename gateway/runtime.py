@@ -91,6 +91,9 @@ class GatewayRuntime:
         self.presence.refresh()
         self.health = HealthMonitor(self)
         await self.hub.start()
+        from .config.live import CACHE
+
+        CACHE.install(self)  # every process applies config writes at once (README D13)
         self._spawn("tick", self.policy.tick_interval_ms / 1000, self._tick)
         self._spawn("maintenance", 30, self._maintenance)
         if not settings.REDIS_URL:  # one process: runs left "running" died with its previous life

@@ -1,7 +1,7 @@
 """Every RPC method group. Importing this package registers all handlers; seed methods without
 a handler yet are then registered as "not implemented yet"."""
 
-from . import agent, chat, logs, providers, sessions, system  # noqa: F401
+from . import agent, chat, config, logs, providers, sessions, system  # noqa: F401
 from .seed import register_pending
 
 

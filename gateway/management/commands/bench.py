@@ -1,4 +1,5 @@
-"""`manage.py bench`: the gateway against a bare websockets server (gateway/bench.py)."""
+"""`manage.py bench`: the gateway against a bare websockets server, plus chat fan-out and
+chat.history figures (gateway/bench.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from gateway.bench import DEFAULT_SIZES, QUICK_SIZES, BenchError, format_report,
 
 class Command(BaseCommand):
     help = ("Benchmark the gateway (health round trips, 32 concurrent connections, handshakes) against a bare "
-            "websockets server doing the same JSON work; reports server CPU per call and the ratios.")
+            "websockets server doing the same JSON work; reports server CPU per call and the ratios. Then, gateway "
+            "only: chat delta fan-out of one run to 100 watching clients, and chat.history latency on a "
+            "10,000-entry session against a 50-entry one.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quick", action="store_true", help="small counts (CI smoke run)")
