@@ -46,6 +46,16 @@ def _patch_close() -> None:
             self.sendCloseFrame(code=int(message.get("code") or 1000),
                                 reasonUtf8=encode_truncate(reason, 123) if reason else None, isReply=False)
             return
+        if message.get("type") == "websocket.send":
+            # Autobahn applies the inbound message limit to what we send too and raises, which
+            # would stall the socket. The limit guards memory against clients; what the gateway
+            # sends is bounded by the gateway itself (Connection.MAX_FRAME).
+            limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+            try:
+                original(self, message)
+            finally:
+                self.maxMessagePayloadSize = limit
+            return
         original(self, message)
 
     handle_reply._anima_wrapped = True  # type: ignore[attr-defined]

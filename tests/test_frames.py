@@ -41,7 +41,7 @@ async def test_invalid_frame_echoes_its_id_when_it_has_one(client) -> None:
     assert frame["error"]["code"] == 400
     assert frame["error"]["message"] == "invalid request frame: at /method: must be a non-empty string"
 
-    frame = await send_raw(conn, dumps({"type": "req", "id": 17, "method": "health"}), "invalid")
+    frame = await send_raw(conn, dumps({"type": "req", "id": 17, "method": "health"}), 17)  # echoed as sent
     assert frame["error"]["message"] == "invalid request frame: at /id: must be a non-empty string"
     await still_usable(conn)
 

@@ -17,6 +17,7 @@ from gateway.models import Run
 from gateway.protocol.context import CallContext
 from gateway.protocol.errors import GatewayError, invalid
 from gateway.protocol.events import READERS, emit, now_ms
+from gateway.protocol.frames import dumps
 from gateway.protocol.registry import ADMIN, READ, WRITE, Params, method
 from gateway.runs import services as runs
 
@@ -24,6 +25,7 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)
 STOP_WORDS = {"/stop", "stop", "esc", "abort", "wait", "exit", "interrupt"}
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_ATTACHMENT_BYTES = 5_000_000
+HISTORY_MAX_BYTES = 6 * 1024 * 1024
 
 
 class Attachment(Params):
@@ -84,6 +86,16 @@ def check_attachments(attachments: list[Attachment] | None) -> int:
     return kept
 
 
+def within_bytes(messages: list[dict[str, Any]], limit: int = HISTORY_MAX_BYTES) -> list[dict[str, Any]]:
+    """Drop the oldest messages until the JSON fits in `limit` bytes (§2.2: 6 MiB)."""
+    sizes = [len(dumps(m)) + 1 for m in messages]
+    total, start = sum(sizes), 0
+    while total > limit and start < len(messages):
+        total -= sizes[start]
+        start += 1
+    return messages[start:]
+
+
 def cached_reply(run: Run) -> dict[str, Any]:
     """A retry with a known idempotencyKey (§2.1 step 6; README D14)."""
     if run.status in runs.ACTIVE:
@@ -125,7 +137,8 @@ async def chat_history(ctx: CallContext, params: ChatHistoryParams) -> dict[str,
         if session is None:
             return out
         settings = session.settings or {}
-        out.update({"sessionId": str(session.session_id), "messages": history_messages(session, params.limit),
+        messages = within_bytes(history_messages(session, params.limit))
+        out.update({"sessionId": str(session.session_id), "messages": messages,
                     "thinkingLevel": settings.get("thinkingLevel", "off"),
                     "verboseLevel": settings.get("verboseLevel", "off")})
         return out

@@ -120,8 +120,15 @@ class Connection:
                 return
             try:
                 await self._send(message)
-            except Exception:  # the peer is gone; the receive side will see the disconnect
-                log.debug("send failed on %s", self.conn_id, exc_info=True)
+            except Exception as exc:
+                if type(exc).__name__ == "Disconnected":  # the peer is gone; receive will see it
+                    return
+                log.warning("send failed on %s; closing it", self.conn_id, exc_info=True)
+                self.closing = True
+                try:
+                    await self._send({"type": "websocket.close", "code": 1011, "reason": "send failed"})
+                except Exception:
+                    pass
                 return
             finally:
                 if message.get("type") == "websocket.send":

@@ -153,10 +153,19 @@ class GatewayConsumer(AsyncConsumer):
             self.reply_error(rid, GatewayError("INTERNAL", INTERNAL_MESSAGE))
             return
         try:
-            conn.push_text(conn.dialect.ok_frame(rid, payload))
+            frame = conn.dialect.ok_frame(rid, payload)
         except TypeError:
             log.exception("method %s returned a payload that is not JSON", method)
             self.reply_error(rid, GatewayError("INTERNAL", INTERNAL_MESSAGE))
+            return
+        if len(frame) > self.runtime.policy.max_buffered:
+            # larger than the whole outbound budget: it could never be delivered in one piece
+            log.warning("response to %s is %d bytes; answered 413 instead", method, len(frame))
+            self.reply_error(rid, GatewayError(
+                "PAYLOAD_TOO_LARGE", f"response too large ({len(frame)} bytes > {self.runtime.policy.max_buffered}); "
+                "ask for less (e.g. a smaller limit)", details={"bytes": len(frame)}))
+            return
+        conn.push_text(frame)
 
     def reply_error(self, rid: str, err: GatewayError) -> None:
         assert self.conn is not None

@@ -38,10 +38,12 @@ def frame_problem(frame: Any) -> str | None:
     return None
 
 
-def echo_id(frame: Any) -> str:
-    """The id to answer an invalid frame under: its own when it has a usable one."""
-    if isinstance(frame, dict) and isinstance(frame.get("id"), str) and frame["id"]:
-        return frame["id"]
+def echo_id(frame: Any) -> Any:
+    """The id to answer an invalid frame under: the received one when it has one (a number is
+    echoed as sent, so the client can correlate it), else "invalid"."""
+    rid = frame.get("id") if isinstance(frame, dict) else None
+    if (isinstance(rid, str) and rid) or (isinstance(rid, int) and not isinstance(rid, bool)):
+        return rid
     return "invalid"
 
 

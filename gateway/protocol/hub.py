@@ -47,6 +47,7 @@ def entitled(audience: dict, conn: Connection) -> bool:
 
 
 TARGETED = {"conn", "device", "node"}
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # no single event may take half a client's outbound budget
 
 
 class Hub:
@@ -125,6 +126,9 @@ class Hub:
                 conn.close_soon(message.get("code", 1008), message.get("reason", ""))
             return
         payload_json = dumps(message.get("payload"))
+        if len(payload_json) > MAX_EVENT_BYTES:
+            log.warning("event %s is %d bytes; not delivered", message.get("event"), len(payload_json))
+            return
         targeted = audience.get("kind") in TARGETED
         for conn in targets:
             conn.push_event(message["event"], payload_json, droppable=bool(message.get("droppable")),

@@ -20,6 +20,8 @@ MAX_ENTRIES = 200
 SLOT_TTL_S = 6 * 60          # a dead process's slot disappears after this
 SLOTS_SCANNED = 64           # the newest slots read by a listing
 PRESENCE, HEALTH = "presence", "health"
+MAX_TEXT = 2000   # presence is in every hello-ok: bound what one entry may hold
+MAX_FIELD = 200
 
 # Cache calls below are synchronous on purpose: LocMem is in-process, and a loopback Redis
 # round trip is far cheaper than the thread hop Django's async cache methods would add.
@@ -106,6 +108,8 @@ class PresenceStore:
         """Merge `fields` into the entry under `key` (roles/scopes are unioned); ts = now."""
         key = key.strip().lower()
         entry = dict(self.local.get(key) or {})
+        fields = {k: (v[:MAX_TEXT] if k == "text" else v[:MAX_FIELD]) if isinstance(v, str) else v
+                  for k, v in fields.items()}
         for name in ("roles", "scopes"):
             if name in fields:
                 fields = {**fields, name: sorted(set(entry.get(name) or []) | set(fields[name] or []))}

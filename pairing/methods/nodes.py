@@ -248,7 +248,7 @@ SYSTEM_RUN_KEYS = ("command", "rawCommand", "cwd", "env", "timeoutMs", "needsScr
 def bind_system_run(ctx: CallContext, raw: Any) -> dict[str, Any]:
     """Forward only the known keys; approval flags only when backed by a live approval record
     made by the same device (or connection) for the same command."""
-    from .approvals import find_approval
+    from ..approvals import find_approval
 
     params = raw if isinstance(raw, dict) else {}
     out = {k: params[k] for k in SYSTEM_RUN_KEYS if k in params}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 import sys
 from typing import Any
 
@@ -50,6 +51,7 @@ class Command(BaseCommand):
     # --- serve ---------------------------------------------------------------------------------
 
     def serve(self, bind: str, port: int, quiet: bool) -> None:
+        self.check_port_free(bind, port)
         token = self.ensure_secret(bind)
         if not quiet:
             host = f"[{bind}]" if ":" in bind else bind
@@ -64,6 +66,17 @@ class Command(BaseCommand):
         from daphne.cli import CommandLineInterface
 
         CommandLineInterface().run(daphne_args(bind, port))
+
+    def check_port_free(self, bind: str, port: int) -> None:
+        """Fail before printing a banner that would point at someone else's server."""
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((bind, port))
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {bind}:{port}: {exc.strerror}. Choose another port with "
+                                   "--port or ANIMA_GATEWAY_PORT (e.g. ANIMA_GATEWAY_PORT=18800 make run).") from None
 
     def ensure_secret(self, bind: str) -> str:
         """Token mode by default: generate and keep a token on first start when none is set."""
@@ -94,7 +107,8 @@ class Command(BaseCommand):
         scopes = options["scopes"].split(",") if options["scopes"] else None
 
         async def run() -> tuple[int, Any]:
-            client = await GatewayClient.connect(url, token=token, password=options["password"], scopes=scopes)
+            client = await GatewayClient.connect(url, token=token, scopes=scopes,
+                                                 password=options["password"] or settings.ANIMA_GATEWAY_PASSWORD or None)
             try:
                 frame = await client.request(options["method"], params, timeout=options["timeout"])
             finally:
@@ -105,7 +119,7 @@ class Command(BaseCommand):
             status, output = asyncio.run(run())
         except RpcError as err:
             status, output = 2, {"error": err.error, "during": "connect"}
-        except OSError as exc:
-            raise CommandError(f"cannot reach the gateway at {url}: {exc}") from None
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise CommandError(f"cannot reach the gateway at {url}: {exc or type(exc).__name__}") from None
         self.stdout.write(json.dumps(output, indent=2, ensure_ascii=False))
         return status
