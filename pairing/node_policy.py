@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from django.conf import settings
-
 CANVAS = ["canvas.present", "canvas.hide", "canvas.navigate", "canvas.eval", "canvas.snapshot", "canvas.a2ui.push",
           "canvas.a2ui.pushJSONL", "canvas.a2ui.reset"]
 CAMERA = ["camera.list"]
@@ -48,8 +46,11 @@ def platform_id(platform: str | None, device_family: str | None = None) -> str:
 
 
 def allowlist(platform: str) -> set[str]:
-    allow = {c.strip() for c in DEFAULTS.get(platform, DEFAULTS["unknown"]) + list(settings.ANIMA_NODE_ALLOW_COMMANDS)}
-    deny = {c.strip() for c in settings.ANIMA_NODE_DENY_COMMANDS}
+    from gateway.config import config_value
+
+    extra = [str(c) for c in config_value("gateway.nodes.allowCommands", []) or []]
+    allow = {c.strip() for c in DEFAULTS.get(platform, DEFAULTS["unknown"]) + extra}
+    deny = {str(c).strip() for c in config_value("gateway.nodes.denyCommands", []) or []}
     return {c for c in allow if c} - deny
 
 

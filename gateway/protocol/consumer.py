@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from channels.consumer import AsyncConsumer
 from django.conf import settings
 
+from gateway.config import config_value
 from gateway.runtime import GatewayRuntime
 
 from .connection import Connection
@@ -187,7 +188,7 @@ class GatewayConsumer(AsyncConsumer):
             self.refuse(request.id, HandshakeRefused(GatewayError(
                 "INVALID_REQUEST", "invalid handshake: first request must be connect")))
             return
-        address = resolve_client(self.scope, settings.ANIMA_GATEWAY_TRUSTED_PROXIES)
+        address = resolve_client(self.scope, config_value("gateway.trustedProxies", []) or [])
         try:
             params = parse_connect(request.params)
             admitted = await authenticate(params, dialect=conn.dialect.name, nonce=conn.nonce, address=address,

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from pydantic import Field, StringConstraints
 
 from .errors import GatewayError
@@ -114,12 +113,20 @@ def negotiate(params: ConnectParams, dialect: str) -> int:
     return min(params.max_protocol, hi)
 
 
+def auth_setting(name: str) -> str:
+    """gateway.auth.<name> from the config document, else the environment (README Clarifications:
+    the environment gives values until the config sets them)."""
+    from gateway.config import config_value
+
+    value = config_value(f"gateway.auth.{name}", "")
+    return value if isinstance(value, str) else ""
+
+
 def auth_mode() -> str:
-    if settings.ANIMA_GATEWAY_PASSWORD:
-        return "password"
-    if settings.ANIMA_GATEWAY_TOKEN:
-        return "token"
-    return "none"
+    mode = auth_setting("mode")
+    if mode in ("token", "password", "none"):
+        return mode
+    return "password" if auth_setting("password") else "token" if auth_setting("token") else "none"
 
 
 def _hint(mode: str, client_mode: str, client_id: str) -> str:
@@ -138,7 +145,9 @@ def check_shared_secret(auth: ConnectAuth | None) -> tuple[bool, str | None, str
     if mode == "none":
         return True, None, ""
     given = getattr(auth, mode, None) if auth else None
-    secret = settings.ANIMA_GATEWAY_PASSWORD if mode == "password" else settings.ANIMA_GATEWAY_TOKEN
+    secret = auth_setting(mode)
+    if not secret:
+        return False, f"{mode.upper()}_MISSING", f"gateway {mode} not configured on gateway (set gateway.auth.{mode})"
     if not given:
         return False, f"{mode.upper()}_MISSING", f"gateway {mode} missing"
     if not safe_equal(given, secret):
@@ -165,7 +174,9 @@ def origin_allowed(origin: str | None, host: str | None) -> bool:
     parsed = urlsplit(origin.strip())
     if not parsed.scheme or not parsed.hostname:
         return False
-    allowed = {o.strip().lower().rstrip("/") for o in settings.ANIMA_CONTROL_UI_ALLOWED_ORIGINS}
+    from gateway.config import config_value
+
+    allowed = {str(o).strip().lower().rstrip("/") for o in config_value("gateway.controlUi.allowedOrigins", []) or []}
     if origin.strip().lower().rstrip("/") in allowed:
         return True
     host = (host or "").strip().lower()
