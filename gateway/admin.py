@@ -8,19 +8,15 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from gateway.config import document as config_document
 from gateway.config import services as config_services
 from gateway.protocol.errors import GatewayError
 
-from .models import ConfigDocument, ConfigRevision, Session
-
-
-@admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
-    list_display = ("key", "label", "agent_id", "model", "input_tokens", "output_tokens", "updated_at_ms")
-    search_fields = ("key", "label")
+from .chat.transcripts import message_text
+from .models import ConfigDocument, ConfigRevision, Run, Session, TranscriptEntry
 
 
 # --- config (operations.md §2; README D10: the form writes through the same service as config.apply) --------
@@ -130,3 +126,105 @@ class ConfigRevisionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- sessions, transcripts, runs (chat-sessions-cron.md §1; read-only: writes go through the RPC services) ---
+
+TRANSCRIPT_PREVIEW = 50
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never edited here: sessions change through sessions.* (README D10)."""
+
+    show_full_result_count = False  # no COUNT(*) over every transcript entry per page
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _entry_text(entry: TranscriptEntry, limit: int = 400) -> str:
+    if entry.type == "compaction":
+        return "[compaction]"
+    text = message_text(entry.message) or json.dumps((entry.message or {}).get("content"), ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _transcript_url(session_id: Any) -> str:
+    return f"{reverse('admin:gateway_transcriptentry_changelist')}?session_id__exact={session_id}"
+
+
+@admin.register(Session)
+class SessionAdmin(ReadOnlyAdmin):
+    list_display = ("key", "label", "agent_id", "model", "input_tokens", "output_tokens", "updated", "transcript_link")
+    list_filter = ("agent_id",)
+    search_fields = ("key", "label", "display_name")
+    readonly_fields = ("transcript",)
+
+    @admin.display(description="updated", ordering="updated_at_ms")
+    def updated(self, obj: Session) -> str:
+        return _when(obj.updated_at_ms)
+
+    @admin.display(description="transcript")
+    def transcript_link(self, obj: Session) -> str:
+        return format_html('<a href="{}">entries</a>', _transcript_url(obj.session_id))
+
+    @admin.display(description=f"transcript (newest {TRANSCRIPT_PREVIEW} entries)")
+    def transcript(self, obj: Session) -> str:
+        entries = reversed(list(TranscriptEntry.objects.filter(session_id=obj.session_id, archived_reason__isnull=True)
+                                .order_by("-seq")[:TRANSCRIPT_PREVIEW]))
+        rows = format_html_join("", '<tr><td>{}</td><td>{}</td><td style="white-space: pre-wrap">{}</td></tr>',
+                                ((e.seq, e.role or e.type, _entry_text(e)) for e in entries))
+        return format_html('<table><tr><th>#</th><th>role</th><th>text</th></tr>{}</table>'
+                           '<p><a href="{}">All entries of this transcript, archived ones too</a></p>',
+                           rows, _transcript_url(obj.session_id))
+
+
+@admin.register(TranscriptEntry)
+class TranscriptEntryAdmin(ReadOnlyAdmin):
+    """Filter one transcript with ?session_id__exact=<uuid> (the Session page links here); pages
+    come from the (session_id, seq) index."""
+
+    list_display = ("seq", "role", "text", "run_id", "archived_reason", "created")
+    list_filter = ("archived_reason", "role", "type")
+    search_fields = ("=session_id", "=run_id", "=entry_id")
+    ordering = ("session_id", "seq")
+    readonly_fields = ("pretty_message",)
+    exclude = ("message",)
+
+    @admin.display(description="text")
+    def text(self, obj: TranscriptEntry) -> str:
+        return _entry_text(obj, 160)
+
+    @admin.display(description="created", ordering="created_at_ms")
+    def created(self, obj: TranscriptEntry) -> str:
+        return _when(obj.created_at_ms)
+
+    @admin.display(description="message")
+    def pretty_message(self, obj: TranscriptEntry) -> str:
+        text = json.dumps(obj.message, indent=2, ensure_ascii=False)
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ("run_id", "kind", "session_key", "status", "stop_reason", "created", "started", "ended")
+    list_filter = ("status", "kind")
+    search_fields = ("=run_id", "session_key")
+
+    @admin.display(description="created", ordering="created_at_ms")
+    def created(self, obj: Run) -> str:
+        return _when(obj.created_at_ms)
+
+    @admin.display(description="started", ordering="started_at_ms")
+    def started(self, obj: Run) -> str:
+        return _when(obj.started_at_ms)
+
+    @admin.display(description="ended", ordering="ended_at_ms")
+    def ended(self, obj: Run) -> str:
+        return _when(obj.ended_at_ms)

@@ -2,7 +2,10 @@
 pairing, presence and token revocation work across processes, and an idle process keeps
 receiving the fan-out. A node connected to one process is invoked from the other (result,
 timeout, disconnect), and exec approvals and node pairing requested on one process are
-decided on the other (auth-and-pairing.md §5-§6).
+decided on the other (auth-and-pairing.md §5-§6). Chat and agent runs started on one process
+stream to, are aborted from, deduplicated against, queued behind and waited for on the other,
+and a run whose process is killed is failed by the survivor, which then runs the session's
+queue (README D8, D14; chat-sessions-cron.md §2, §3).
 
 Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379. Without them the tests are
 skipped, except in CI (CI=true), where both services exist and a skip would hide a failure."""
@@ -15,7 +18,7 @@ import os
 import secrets
 import time
 import uuid
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -32,9 +35,7 @@ DEVICE_SCOPES = [READ]
 IDLE_SECONDS = 7
 
 
-@pytest.fixture(scope="module")
-def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """Fresh database + Redis prefix, migrated once, gateways A and B running; all removed after."""
+def _skip_without_services() -> None:
     missing = missing_services()
     if missing:
         why = "the multi-process tests need " + " and ".join(missing)
@@ -44,6 +45,21 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         print(f"\nSKIPPED: {why}")
         pytest.skip(why)
 
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Fresh database + Redis prefix, migrated once, gateways A and B running; all removed after."""
+    yield from _running_cluster(request)
+
+
+@pytest.fixture
+def own_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A cluster for one test that kills one of its gateways (the shared one must stay whole)."""
+    yield from _running_cluster(request)
+
+
+def _running_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    _skip_without_services()
     cluster = Cluster()
     failed_before = request.session.testsfailed
     started = time.monotonic()
@@ -502,3 +518,319 @@ async def test_node_pairing_approved_on_b(cluster: Cluster, sockets: Sockets) ->
 
     verified = await pairing_a.call("node.pair.verify", {"nodeId": node_id, "token": token})
     assert verified["ok"] is True, verified
+
+
+# --- chat and agent runs across processes (README D8, D14; chat-sessions-cron.md §2, §3, §7) -------
+
+CHAT_EVENTS = ("chat.run.started", "chat.delta", "chat.run.completed", "chat.run.failed")
+FINAL_EVENTS = ("chat.run.completed", "chat.run.failed")
+
+
+class EventLog:
+    """Every event one client receives, kept in arrival order. (next_event drops what it skips,
+    and the events of runs on different processes may interleave.)"""
+
+    def __init__(self, client: GatewayClient):
+        self.client = client
+        self.frames: list[dict[str, Any]] = []
+
+    async def wait_for(self, what: str, match: Callable[[dict[str, Any]], bool], timeout: float = 10
+                       ) -> dict[str, Any]:
+        """The first frame (already received or arriving within `timeout` s) that `match`es."""
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            for frame in self.frames[checked:]:
+                if match(frame):
+                    return frame
+            checked = len(self.frames)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {what} within {timeout}s; saw {self.summary()}")
+            try:
+                self.frames.append(await asyncio.wait_for(self.client.events.get(), remaining))
+            except TimeoutError:
+                raise AssertionError(f"no {what} within {timeout}s; saw {self.summary()}") from None
+
+    def summary(self) -> list[tuple[Any, ...]]:
+        return [(f.get("event"), (f.get("payload") or {}).get("runId"), (f.get("payload") or {}).get("state"))
+                for f in self.frames if f.get("event") != "tick"]
+
+    def of_run(self, run_id: str, frames: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The chat events of one run, in arrival order."""
+        return [f for f in (self.frames if frames is None else frames) if is_run_event(f, run_id, *CHAT_EVENTS)]
+
+    async def first(self, run_id: str, *events: str, timeout: float = 10) -> dict[str, Any]:
+        return await self.wait_for(f"{'/'.join(events)} of run {run_id}",
+                                   lambda f: is_run_event(f, run_id, *events), timeout)
+
+    async def final(self, run_id: str, timeout: float = 20) -> dict[str, Any]:
+        return await self.first(run_id, *FINAL_EVENTS, timeout=timeout)
+
+    async def flush(self, *through: GatewayClient) -> None:
+        """Bounded wait until an event sent by each given client's process after everything seen
+        so far has arrived here: whatever those processes emitted earlier is in `frames` now."""
+        for admin in through:
+            text = f"mp marker {secrets.token_hex(6)}"
+            await admin.call("system-event", {"text": text})
+            await self.wait_for(f"presence.changed with marker {text!r}",
+                                lambda f, text=text: f.get("event") == "presence.changed" and any(
+                                    e.get("text") == text for e in (f.get("payload") or {}).get("presence", [])))
+
+
+def is_run_event(frame: dict[str, Any], run_id: str, *events: str) -> bool:
+    return frame.get("event") in events and (frame.get("payload") or {}).get("runId") == run_id
+
+
+def text_of(message: dict[str, Any] | None) -> str:
+    content = (message or {}).get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text")
+
+
+def transcript(history: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(m.get("role"), text_of(m)) for m in history["messages"]]
+
+
+def echo_text(tag: str, chars: int) -> str:
+    """A message of about `chars` characters; the echo backend streams 16 of them every 20 ms,
+    so 3000 characters keep a run going for about 4 s."""
+    words = f"{tag} " + " ".join(f"w{i:04d}" for i in range(chars // 6))
+    return words[:chars].rstrip()
+
+
+def new_session() -> str:
+    return f"agent:main:mp-chat-{secrets.token_hex(5)}"
+
+
+def assert_streamed(log: EventLog, run_id: str, session: str, text: str) -> None:
+    """started, then deltas whose cumulative text grows by exactly their `delta`, then completed
+    with the whole echo; seq increases throughout."""
+    events = log.of_run(run_id)
+    names = [f["event"] for f in events]
+    assert names[0] == "chat.run.started", names
+    assert names[-1] == "chat.run.completed", names
+    assert names.count("chat.run.started") == 1 and names.count("chat.run.completed") == 1, names
+    assert set(names[1:-1]) == {"chat.delta"}, names
+    assert all(f["payload"]["sessionKey"] == session for f in events), events[0]
+    seqs = [f["payload"]["seq"] for f in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    sent = ""
+    for frame in events[1:-1]:
+        payload = frame["payload"]
+        cumulative = text_of(payload["message"])
+        assert payload["state"] == "delta", payload
+        assert cumulative == sent + payload["delta"], (sent, payload)
+        assert len(cumulative) > len(sent), payload
+        assert text.startswith(cumulative), cumulative
+        sent = cumulative
+    final = events[-1]["payload"]
+    assert final["state"] == "final", final
+    assert text_of(final["message"]) == text, final
+    assert final["stopReason"] == "stop", final
+
+
+async def test_chat_send_on_a_streams_to_client_on_b(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    reader = await sockets.client(b, [READ])
+    writer = await sockets.client(a, [READ, WRITE])
+    log = EventLog(reader)
+    session, key = new_session(), str(uuid.uuid4())
+    text = echo_text("streamed from A", 400)
+
+    ack = await writer.call("chat.send", {"sessionKey": session, "message": text, "idempotencyKey": key})
+    assert ack == {"runId": key, "status": "started"}, ack
+
+    await log.final(key)
+    assert_streamed(log, key, session, text)
+    assert len(log.of_run(key)) >= 4, log.summary()  # several deltas, not one lump
+
+    history = await reader.call("chat.history", {"sessionKey": session})
+    assert transcript(history) == [("user", text), ("assistant", text)], history
+    assert history["messages"][1]["stopReason"] == "stop", history["messages"][1]
+
+
+async def test_chat_abort_on_b_stops_run_on_a(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    writer = await sockets.client(a, [READ, WRITE])
+    admin_a = await sockets.client(a, [ADMIN])
+    log_a = EventLog(await sockets.client(a, [READ]))
+    log_b = EventLog(await sockets.client(b, [READ]))
+    aborter = await sockets.client(b, [READ, WRITE])
+    session, key = new_session(), str(uuid.uuid4())
+    text = echo_text("aborted from B", 3000)
+
+    ack = await writer.call("chat.send", {"sessionKey": session, "message": text, "idempotencyKey": key})
+    assert ack == {"runId": key, "status": "started"}, ack
+    await log_b.first(key, "chat.delta")  # streaming on A, seen on B
+
+    aborted = await aborter.call("chat.abort", {"sessionKey": session, "runId": key})
+    assert aborted == {"ok": True, "aborted": True, "runIds": [key]}, aborted
+
+    partials = []
+    for log in (log_a, log_b):
+        failed = await log.final(key, timeout=10)
+        payload = failed["payload"]
+        assert failed["event"] == "chat.run.failed", log.summary()
+        assert payload["state"] == "aborted", payload
+        assert payload["stopReason"] == "rpc", payload
+        partial = text_of(payload.get("message"))
+        assert 0 < len(partial) < len(text) and text.startswith(partial), len(partial)
+        partials.append(partial)
+        await log.flush(admin_a)  # A owned the run: anything it emitted after the failure is here now
+        after = log.frames[log.frames.index(failed) + 1:]
+        assert not log.of_run(key, after), f"events after the abort: {log.of_run(key, after)}"
+        assert [f["event"] for f in log.of_run(key)].count("chat.run.failed") == 1, log.summary()
+    assert partials[0] == partials[1], partials
+
+    history = await aborter.call("chat.history", {"sessionKey": session})
+    assert transcript(history) == [("user", text), ("assistant", partials[0])], transcript(history)
+    assert history["messages"][1]["stopReason"] == "aborted", history["messages"][1]
+
+    again = await aborter.call("chat.abort", {"sessionKey": session, "runId": key})
+    assert again == {"ok": True, "aborted": False, "runIds": []}, again
+
+
+async def test_same_idempotency_key_on_a_and_b_starts_one_run(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    writer_a = await sockets.client(a, [READ, WRITE])
+    writer_b = await sockets.client(b, [READ, WRITE])
+    admin_a, admin_b = await sockets.client(a, [ADMIN]), await sockets.client(b, [ADMIN])
+    log = EventLog(await sockets.client(b, [READ]))
+    session, key = new_session(), str(uuid.uuid4())  # a brand-new session: both sends race to create it
+    text = echo_text("sent twice", 300)
+    params = {"sessionKey": session, "message": text, "idempotencyKey": key}
+
+    acks = await asyncio.gather(writer_a.call("chat.send", params), writer_b.call("chat.send", params))
+
+    assert all(ack["runId"] == key for ack in acks), acks
+    statuses = [ack["status"] for ack in acks]
+    assert statuses.count("started") == 1, acks
+    assert [s for s in statuses if s != "started"] in (["in_flight"], ["ok"]), acks
+    await log.final(key)
+    await log.flush(admin_a, admin_b)  # whichever process ran it has delivered all it emitted
+    names = [f["event"] for f in log.of_run(key)]
+    assert names.count("chat.run.started") == 1, names
+    assert names.count("chat.run.completed") == 1 and "chat.run.failed" not in names, names
+    assert_streamed(log, key, session, text)
+
+    history = await writer_b.call("chat.history", {"sessionKey": session})
+    assert transcript(history) == [("user", text), ("assistant", text)], transcript(history)
+
+    retry = await writer_a.call("chat.send", params)  # finished: the cached answer, no new run
+    assert retry == {"runId": key, "status": "ok"}, retry
+
+
+async def test_messages_sent_to_a_and_b_during_a_run_are_queued(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    writer_a = await sockets.client(a, [READ, WRITE])
+    writer_b = await sockets.client(b, [READ, WRITE])
+    log = EventLog(await sockets.client(b, [READ]))
+    session, first, second = new_session(), str(uuid.uuid4()), str(uuid.uuid4())
+    text1, text2 = echo_text("first, on A", 3000), echo_text("second, on B", 300)
+
+    ack1 = await writer_a.call("chat.send", {"sessionKey": session, "message": text1, "idempotencyKey": first})
+    assert ack1 == {"runId": first, "status": "started"}, ack1
+    await log.first(first, "chat.delta")
+    ack2 = await writer_b.call("chat.send", {"sessionKey": session, "message": text2, "idempotencyKey": second})
+    assert ack2 == {"runId": second, "status": "started"}, ack2
+    assert not log.of_run(second), "the second run started while the first one was running"
+
+    await log.final(first)
+    await log.final(second)
+    assert_streamed(log, first, session, text1)
+    assert_streamed(log, second, session, text2)
+
+    waited = [await writer_b.call("agent.wait", {"runId": run_id, "timeoutMs": 5000}) for run_id in (first, second)]
+    assert all(w["status"] == "ok" for w in waited), waited
+    assert waited[1]["startedAt"] >= waited[0]["endedAt"], waited  # afterwards, not alongside
+
+    history = await writer_a.call("chat.history", {"sessionKey": session})
+    assert transcript(history) == [("user", text1), ("assistant", text1), ("user", text2), ("assistant", text2)], \
+        [(role, text[:30]) for role, text in transcript(history)]
+
+
+async def test_agent_wait_on_b_for_run_on_a(cluster: Cluster, sockets: Sockets) -> None:
+    a, b = cluster.gateways
+    runner = await sockets.client(a, [READ, WRITE])
+    waiter = await sockets.client(b, [READ, WRITE])
+    session, key = new_session(), str(uuid.uuid4())
+    text = echo_text("agent on A", 1500)
+
+    responses = Responses(runner, "agent", {"message": text, "idempotencyKey": key, "sessionKey": session})
+    await responses.send()
+    try:
+        first = await responses.next(timeout=10)
+        assert first["ok"], first
+        accepted = first["payload"]
+        assert accepted["runId"] == key and accepted["status"] == "accepted", accepted
+        assert isinstance(accepted["acceptedAt"], int), accepted
+
+        waited = await waiter.call("agent.wait", {"runId": key, "timeoutMs": 20_000}, timeout=30)
+
+        second = await responses.next(timeout=20)
+    finally:
+        responses.forget()
+    assert second["ok"], second
+    final = second["payload"]
+    assert final["runId"] == key and final["status"] == "ok", final
+    assert final["result"]["payloads"][0]["text"] == text, final["result"]
+    assert waited["runId"] == key and waited["status"] == "ok", waited
+    assert isinstance(waited["startedAt"], int) and isinstance(waited["endedAt"], int), waited
+    assert waited["startedAt"] <= waited["endedAt"], waited
+    assert waited["endedAt"] - waited["startedAt"] >= 1000, waited  # it really waited for the ~2 s echo
+
+    history = await waiter.call("chat.history", {"sessionKey": session})
+    assert transcript(history) == [("user", text), ("assistant", text)], transcript(history)
+
+
+@pytest.mark.slow
+async def test_run_of_killed_gateway_fails_on_b_and_its_queue_runs(own_cluster: Cluster) -> None:
+    """A SIGKILLed process cannot fail its own run: the survivor does once the lease lapses
+    (30 s, checked every 10 s), wakes its waiters, and runs the message queued behind it."""
+    a, b = own_cluster.gateways
+    sockets = Sockets(own_cluster)
+    try:
+        writer_a = await sockets.client(a, [READ, WRITE])
+        client_b = await sockets.client(b, [READ, WRITE])
+        log = EventLog(await sockets.client(b, [READ]))
+        session, doomed, queued = new_session(), str(uuid.uuid4()), str(uuid.uuid4())
+        text1, text2 = echo_text("killed with A", 8000), echo_text("queued on B", 300)
+
+        ack = await writer_a.call("chat.send", {"sessionKey": session, "message": text1, "idempotencyKey": doomed})
+        assert ack["status"] == "started", ack
+        await log.first(doomed, "chat.delta")
+        ack = await client_b.call("chat.send", {"sessionKey": session, "message": text2, "idempotencyKey": queued})
+        assert ack == {"runId": queued, "status": "started"}, ack
+        waiting = asyncio.create_task(client_b.call("agent.wait", {"runId": doomed, "timeoutMs": 60_000},
+                                                    timeout=70))
+
+        assert a.proc is not None
+        a.proc.kill()
+        a.proc.wait(10)
+        killed_at = time.monotonic()
+
+        failed = await log.final(doomed, timeout=50)
+        # the lease (30 s, renewed every 10 s) lapses, then B's next check (every 10 s) fails the run
+        assert time.monotonic() - killed_at <= 43, "the orphaned run was failed too late"
+        assert failed["event"] == "chat.run.failed", log.summary()
+        assert failed["payload"]["state"] == "error", failed
+        waited = await asyncio.wait_for(waiting, 10)
+        assert waited["runId"] == doomed and waited["status"] == "error", waited
+
+        await log.final(queued, timeout=20)
+        assert_streamed(log, queued, session, text2)
+        history = await client_b.call("chat.history", {"sessionKey": session})
+        assert transcript(history) == [("user", text1), ("user", text2), ("assistant", text2)], \
+            [(role, text[:30]) for role, text in transcript(history)]
+
+        fresh = str(uuid.uuid4())
+        ack = await client_b.call("chat.send", {"sessionKey": session, "message": "after the crash",
+                                                "idempotencyKey": fresh})
+        assert ack == {"runId": fresh, "status": "started"}, ack
+        completed = await log.final(fresh)
+        assert completed["event"] == "chat.run.completed", completed
+        assert text_of(completed["payload"]["message"]) == "after the crash", completed
+    finally:
+        await sockets.close()

@@ -47,6 +47,7 @@ class ActiveRun:
     sent: str = ""
     last_delta: float = 0.0
     abort_reason: str | None = None
+    settling: bool = False  # the outcome is decided and being recorded: no abort may cancel that
     started_at: int = field(default_factory=now_ms)
 
 
@@ -163,6 +164,7 @@ class RunManager:
     async def settle(self, a: ActiveRun, status: str, stop_reason: str, error: str, result: RunResult | None,
                      provider: str, model: str) -> None:
         """Record, then announce: once the final event is out the run is no longer active (D14)."""
+        a.settling = True  # before any await: a late abort must not cancel the recording half-way
         run = a.run
         usage = result.usage.as_wire() if result else None
         outcome = None
@@ -224,7 +226,7 @@ class RunManager:
 
     def on_abort(self, message: dict) -> None:
         active = self.active.get(f"{message.get('kind')}:{message.get('runId')}")
-        if active is None or active.abort_reason:
+        if active is None or active.abort_reason or active.settling:
             return
         active.abort_reason = message.get("stopReason") or "rpc"
         if active.started and active.task is not None:
@@ -279,7 +281,7 @@ class RunManager:
     async def stop(self) -> None:
         for active in list(self.active.values()):
             active.abort_reason = "shutdown"
-            if active.task is not None:
+            if active.task is not None and not active.settling:
                 active.task.cancel()
         tasks = [a.task for a in self.active.values() if a.task is not None]
         if tasks:
