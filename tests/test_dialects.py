@@ -117,6 +117,7 @@ def test_null_params_become_an_empty_object() -> None:
 
 def test_echo_id() -> None:
     assert echo_id({"id": "abc"}) == "abc"
-    assert echo_id({"id": 3}) == "invalid"
+    assert echo_id({"id": 3}) == 3  # a numeric id is echoed as sent, so the client can correlate it
+    assert echo_id({"id": True}) == "invalid"
     assert echo_id({"id": ""}) == "invalid"
     assert echo_id("garbage") == "invalid"
