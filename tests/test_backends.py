@@ -111,6 +111,24 @@ async def test_openai_compatible_run_streams_deltas_into_chat_events_and_transcr
     assert request.body["messages"][-1] == {"role": "user", "content": "Say hello"}
 
 
+async def test_chat_send_on_a_session_with_an_openai_model_streams_the_servers_reply(gw, fake):
+    """The path a chat client takes: sessions.patch picks the model, chat.send starts the run, the
+    WebSocket client sees the local server's reply stream in and lands in the transcript."""
+    key = session_key()
+    await gw.call("sessions.patch", {"key": key, "model": "openai/test-model"})
+    ack = await gw.call("chat.send", {"sessionKey": key, "message": "Say hello",
+                                      "idempotencyKey": uuid.uuid4().hex})
+    events = [e for e in await run_events(gw, ack["runId"]) if e["event"].startswith("chat.")]
+
+    assert events[0]["event"] == "chat.run.started", events
+    deltas = [e for e in events if e["event"] == "chat.delta"]
+    assert deltas and deltas[-1]["message"]["content"][0]["text"] == REPLY_TEXT
+    assert "".join(d["delta"] for d in deltas) == REPLY_TEXT
+    assert events[-1]["event"] == "chat.run.completed", events[-1]
+    assert await transcript(gw, key) == [("user", "Say hello"), ("assistant", REPLY_TEXT)]
+    assert fake.completions()[-1].body["model"] == "test-model"
+
+
 async def test_second_turn_sends_the_transcript_as_history(gw, fake):
     key = session_key()
     await run_events(gw, await start_agent(gw, key, "openai/test-model", "first question"))
