@@ -100,13 +100,14 @@ class GatewayServer:
         return self.process.returncode
 
 
-def start_gateway(extra_env: dict[str, str] | None = None, startup_timeout: float = 30) -> GatewayServer:
+def start_gateway(extra_env: dict[str, str] | None = None, startup_timeout: float = 30,
+                  migrate_first: bool = True) -> GatewayServer:
     state_dir = Path(tempfile.mkdtemp(prefix="anima-gw-test-"))
     token = secrets.token_hex(24)
     port = free_port()
     env = gateway_env(state_dir, token, extra_env)
-    migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=PROJECT_DIR, env=env,
-                             capture_output=True, text=True, timeout=120)
+    migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"] if migrate_first else ["true"],
+                             cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120)
     if migrate.returncode != 0:
         raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
     output_path = state_dir / "server.out"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.support import PROJECT_DIR, PYTHON, GatewayServer
+import pytest
+
+from gateway.client import GatewayClient
+from tests.multiproc_util import Cluster, missing_services
+from tests.support import PROJECT_DIR, PYTHON, GatewayServer, start_gateway
 
 
 def gateway_call(server: GatewayServer, *args: str) -> subprocess.CompletedProcess:
@@ -62,3 +66,37 @@ def test_gateway_call_without_a_gateway_exits_non_zero(gateway_server: GatewaySe
     done = gateway_call(gateway_server, "health", "--url", f"ws://127.0.0.1:{free_port()}", "--token", "t")
     assert done.returncode != 0
     assert "cannot reach the gateway" in done.stderr
+
+
+async def test_serve_on_a_fresh_state_directory_migrates_sqlite_first() -> None:
+    server = start_gateway(migrate_first=False)
+    try:
+        client = await GatewayClient.connect(server.url, token=server.token, scopes=["operator.read"])
+        try:
+            assert (await client.call("health"))["ok"] is True
+            assert (await client.call("sessions.list"))["sessions"] == []
+        finally:
+            await client.close()
+        assert "migrating the database" in server.output()
+    finally:
+        server.stop()
+
+
+def test_serve_refuses_an_unmigrated_shared_database_with_the_command_to_run() -> None:
+    """Several processes migrating one PostgreSQL database at once would race: the operator migrates."""
+    missing = [m for m in missing_services() if m.startswith("PostgreSQL")]
+    if missing:
+        print(f"\nSKIPPED: needs {missing[0]}")
+        pytest.skip(f"needs {missing[0]}")
+    cluster = Cluster()
+    cluster.create_database()
+    try:
+        state_dir = cluster.work_dir / "state"
+        state_dir.mkdir()
+        done = subprocess.run([PYTHON, "manage.py", "gateway", "serve", "--port", "0"], cwd=PROJECT_DIR,
+                              env=cluster.env(state_dir), capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert "unapplied migrations" in done.stderr and "manage.py migrate" in done.stderr, done.stderr
+    finally:
+        cluster.drop_database()
+        cluster.remove_work_dir()

@@ -99,6 +99,22 @@ async def test_wrong_token_is_401_and_close_1008(gateway_server) -> None:
     assert ws.close_code == 1008
 
 
+async def test_refused_connect_is_logged_for_the_operator_without_the_secret(gateway_server) -> None:
+    client_id = f"knocker-{uuid.uuid4().hex[:8]}"
+    params = connect_params(token="not-the-token-either", scopes=READ)
+    params["client"]["id"] = client_id
+    ws, _, response = await handshake(gateway_server.url, params)
+    assert response["error"]["reason"] == "TOKEN_MISMATCH"
+    await frames_until_close(ws)
+    for _ in range(50):
+        lines = [line for line in gateway_server.log_path.read_text().splitlines() if client_id in line]
+        if lines:
+            break
+        await asyncio.sleep(0.1)
+    assert lines and "connect refused: TOKEN_MISMATCH" in lines[0], lines
+    assert "not-the-token-either" not in gateway_server.log_path.read_text()
+
+
 async def test_missing_token_is_401_and_close_1008(gateway_server) -> None:
     ws, _, response = await handshake(gateway_server.url, connect_params(scopes=READ))
     assert (response["error"]["code"], response["error"]["reason"]) == (401, "TOKEN_MISSING")

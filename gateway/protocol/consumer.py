@@ -195,6 +195,11 @@ class GatewayConsumer(AsyncConsumer):
                                           limiter=self.runtime.limiter, origin=header(self.scope, "origin"),
                                           host=header(self.scope, "host"))
         except HandshakeRefused as refused:
+            client = request.params.get("client") if isinstance(request.params, dict) else None
+            client_id = client.get("id") if isinstance(client, dict) else None
+            # An operator reads these in logs.tail to see who is knocking and why they are refused.
+            log.warning("connect refused: %s %s (client %r from %s)", refused.error.reason, refused.error.message,
+                        client_id, address.ip)
             self.refuse(request.id, refused)
             return
         except Exception:

@@ -131,7 +131,8 @@ def auth_mode() -> str:
 
 def _hint(mode: str, client_mode: str, client_id: str) -> str:
     if client_mode == "cli":
-        return f"set gateway.remote.{mode} to match gateway.auth.{mode}"
+        variable = "ANIMA_GATEWAY_TOKEN" if mode == "token" else "ANIMA_GATEWAY_PASSWORD"
+        return f"pass the gateway's {mode} (--{mode}; the gateway takes it from {variable} or gateway.auth.{mode})"
     if client_id in BROWSER_CLIENT_IDS or client_mode == "webchat":
         return ("open the dashboard URL and paste the token in Control UI settings" if mode == "token"
                 else "enter the password in Control UI settings")

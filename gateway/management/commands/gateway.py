@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gateway.protocol.netaddr import is_loopback
@@ -52,6 +53,7 @@ class Command(BaseCommand):
 
     def serve(self, bind: str, port: int, quiet: bool) -> None:
         self.check_port_free(bind, port)
+        self.ensure_migrated()
         token = self.ensure_secret(bind)
         if not quiet:
             host = f"[{bind}]" if ":" in bind else bind
@@ -61,7 +63,7 @@ class Command(BaseCommand):
             elif settings.ANIMA_GATEWAY_PASSWORD:
                 self.stdout.write("auth:   password (ANIMA_GATEWAY_PASSWORD)")
             self.stdout.write(f"admin:  http://{host}:{port}/admin/   "
-                              "(create a login: python manage.py createsuperuser)")
+                              "(create a login: .venv/bin/python manage.py createsuperuser)")
             self.stdout.flush()
         from daphne.cli import CommandLineInterface
 
@@ -77,6 +79,22 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot listen on {bind}:{port}: {exc.strerror}. Choose another port with "
                                    "--port or ANIMA_GATEWAY_PORT (e.g. ANIMA_GATEWAY_PORT=18800 make run).") from None
+
+    def ensure_migrated(self) -> None:
+        """A fresh state directory must not give a server that refuses every client. The embedded
+        SQLite database (one process) is migrated here; a shared database is migrated once by the
+        operator, because several processes starting at once would race on it."""
+        from django.db import connection
+        from django.db.migrations.executor import MigrationExecutor
+
+        executor = MigrationExecutor(connection)
+        if not executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            return
+        if connection.vendor != "sqlite":
+            raise CommandError("the database has unapplied migrations: run "
+                               "`.venv/bin/python manage.py migrate` once, then start the gateway processes")
+        self.stdout.write("migrating the database")
+        call_command("migrate", interactive=False, verbosity=0)
 
     def ensure_secret(self, bind: str) -> str:
         """Token mode by default: generate and keep a token on first start when none is set."""
