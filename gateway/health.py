@@ -18,19 +18,27 @@ if TYPE_CHECKING:
     from .runtime import GatewayRuntime
 
 CACHE_KEY = "health:summary"
+HEARTBEATS_KEY = "heartbeats:settings"  # set-heartbeats' process-wide switch, shared by every process
 FRESH_MS = 60_000
 MIN_INTERVAL_S = 1.0
 
 
-def build_summary(heartbeat_seconds: int) -> dict[str, Any]:
+def heartbeat_settings() -> dict[str, Any]:
+    """The heartbeat switch and interval that `status`, `health` and `set-heartbeats` all report."""
+    return cache.get(HEARTBEATS_KEY) or {"enabled": True, "every": "30m", "everyMs": 30 * 60_000}
+
+
+def build_summary() -> dict[str, Any]:
     started = time.monotonic()
     sessions = session_overview()
+    beats = heartbeat_settings()
     summary = {
         "ok": True, "ts": now_ms(), "durationMs": 0, "channels": {}, "channelOrder": [], "channelLabels": {},
-        "heartbeatSeconds": heartbeat_seconds, "defaultAgentId": DEFAULT_AGENT_ID,
+        "heartbeatSeconds": (beats["everyMs"] or 0) // 1000 if beats["enabled"] else 0,
+        "defaultAgentId": DEFAULT_AGENT_ID,
         "agents": [{"agentId": DEFAULT_AGENT_ID, "isDefault": True,
-                    "heartbeat": {"enabled": False, "every": "0m", "everyMs": None, "prompt": "", "target": "main",
-                                  "ackMaxChars": 300},
+                    "heartbeat": {"enabled": beats["enabled"], "every": beats["every"], "everyMs": beats["everyMs"],
+                                  "prompt": "", "target": "main", "ackMaxChars": 300},
                     "sessions": {"path": SESSIONS_PATH, **sessions}}],
         "sessions": {"path": SESSIONS_PATH, **sessions},
     }
@@ -55,7 +63,7 @@ class HealthMonitor:
         self._inflight = asyncio.get_running_loop().create_future()
         self._last_started = time.monotonic()
         try:
-            summary = await sync_to_async(build_summary)(0)
+            summary = await sync_to_async(build_summary)()
             cache.set(CACHE_KEY, summary, timeout=None)
             self.runtime.versions.bump(HEALTH)
             await emit("health.changed", summary, READERS, state_version=self.runtime.versions.current(),

@@ -111,6 +111,7 @@ async def test_status_is_redacted_for_a_read_only_client(client) -> None:
     full = await admin.call("status")
     assert full["sessions"]["paths"] and all(not p.startswith("/") for p in full["sessions"]["paths"])
     assert all(a["path"] != "[redacted]" for a in full["sessions"]["byAgent"])
+    assert full["sessions"]["defaults"]["model"] == "echo", "an admin sees the default model"
     assert full["sessions"]["count"] == sessions["count"], "counts stay visible"
     assert full["heartbeat"] == redacted["heartbeat"]
 
@@ -156,7 +157,11 @@ async def test_last_heartbeat_and_set_heartbeats(client) -> None:
     result = await admin.call("set-heartbeats", {"every": "45m"})
     assert result["every"] == "45m" and result["enabled"] is False, "enabled is left unchanged"
     assert (await admin.call("status"))["heartbeat"]["agents"][0]["everyMs"] == 45 * 60_000
+    health = await admin.call("health", {"probe": True})  # health and status tell the same story
+    assert health["agents"][0]["heartbeat"]["everyMs"] == 45 * 60_000
+    assert health["agents"][0]["heartbeat"]["enabled"] is False and health["heartbeatSeconds"] == 0
     assert (await admin.call("set-heartbeats", {"enabled": True, "every": "30m"}))["enabled"] is True
+    assert (await admin.call("health", {"probe": True}))["heartbeatSeconds"] == 1800
     error = (await admin.request("set-heartbeats", {"every": "soon"}))["error"]
     assert error["code"] == 400 and "/every" in error["message"]
 

@@ -15,9 +15,10 @@ from gateway.protocol.errors import invalid
 from gateway.protocol.registry import ADMIN, READ, Params, method
 from gateway.queries import (DEFAULT_AGENT_ID, SESSIONS_PATH, queued_system_events, session_overview,
                              session_status_rows)
+from gateway.chat.queries import list_defaults
+from gateway.health import HEARTBEATS_KEY, heartbeat_settings
 from gateway.services import enqueue_system_event
 
-HEARTBEATS_KEY = "heartbeats:settings"
 LAST_HEARTBEAT_KEY = "heartbeats:last"
 DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -41,8 +42,8 @@ async def health(ctx: CallContext, params: HealthParams) -> dict[str, Any]:
 
 @method("status", scope=READ)
 async def status(ctx: CallContext, params: Params) -> dict[str, Any]:
-    overview, recent, queued = await sync_to_async(
-        lambda: (session_overview(), session_status_rows(), queued_system_events()))()
+    overview, recent, queued, defaults = await sync_to_async(
+        lambda: (session_overview(), session_status_rows(), queued_system_events(), list_defaults()))()
     beats = heartbeat_settings()
     summary = {
         "heartbeat": {"defaultAgentId": DEFAULT_AGENT_ID,
@@ -51,7 +52,8 @@ async def status(ctx: CallContext, params: Params) -> dict[str, Any]:
         "channelSummary": [],
         "queuedSystemEvents": queued,
         "sessions": {"paths": [SESSIONS_PATH], "count": overview["count"],
-                     "defaults": {"model": None, "contextTokens": None}, "recent": recent,
+                     "defaults": {"model": defaults["model"], "contextTokens": defaults["contextTokens"]},
+                     "recent": recent,
                      "byAgent": [{"agentId": DEFAULT_AGENT_ID, "path": SESSIONS_PATH, "count": overview["count"],
                                   "recent": recent}]},
     }
@@ -70,10 +72,6 @@ async def last_heartbeat(ctx: CallContext, params: Params) -> dict[str, Any] | N
 @method("system-presence", scope=READ)
 async def system_presence(ctx: CallContext, params: Params) -> list[dict[str, Any]]:
     return ctx.runtime.presence.listing()
-
-
-def heartbeat_settings() -> dict[str, Any]:
-    return cache.get(HEARTBEATS_KEY) or {"enabled": True, "every": "30m", "everyMs": 30 * 60_000}
 
 
 class SetHeartbeatsParams(Params):
@@ -103,6 +101,7 @@ async def set_heartbeats(ctx: CallContext, params: SetHeartbeatsParams) -> dict[
         if every_ms == 0:
             current["enabled"] = False
     cache.set(HEARTBEATS_KEY, current, timeout=None)
+    ctx.runtime.health.refresh_soon()  # health reports the same switch: tell its readers
     result = {"ok": True, "enabled": current["enabled"]}
     if params.every is not None:
         result["every"] = current["every"]
