@@ -123,13 +123,14 @@ async def convert(text: str, channel: str | None) -> dict[str, Any]:
     if len(text) > limit:
         raise invalid(f"Text too long ({len(text)} chars, max {limit})")
     eff = await sync_to_async(effective)()
-    last = "no provider"
+    errors = []
     for provider in fallback_order(eff.provider):
         try:
             return await _engine(provider, text, eff.voices.get(provider))
         except EngineError as exc:
-            last = f"{provider}: {exc}"
-    raise unavailable(f"TTS conversion failed: {last}")
+            errors.append(f"{provider}: {exc}")
+    # every provider's reason, the chosen one first (ANIMA names only the last, which hides the useful one)
+    raise unavailable(f"TTS conversion failed: {'; '.join(errors)}")
 
 
 async def _engine(provider: str, text: str, voice: str | None) -> dict[str, Any]:
