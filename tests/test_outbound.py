@@ -346,3 +346,25 @@ async def test_web_login_is_503_without_a_provider(client: Any, method: str) -> 
     assert err["code"] == 503 and err["message"].startswith("web login provider is not available")
     err = await call_error(admin, method, {"timeoutMs": "soon"})
     assert err["code"] == 400 and "/timeoutMs" in err["message"]
+
+
+# --- session mirror ------------------------------------------------------------------------------------------------
+
+async def test_a_delivered_message_is_mirrored_into_its_session() -> None:
+    from gateway.chat.transcripts import find_session, history_messages
+
+    await services.send(message(text="see you", media_urls=["https://example.org/p.png"], session_key="Agent:Main:Chat-1"))
+    session = await sync_to_async(find_session)("agent:main:chat-1")
+    [entry] = await sync_to_async(history_messages)(session, 10)
+    assert entry["role"] == "assistant" and entry["mirror"]["channel"] == "log"
+    assert entry["content"][0]["text"] == "see you\nMEDIA: https://example.org/p.png"
+    row = await sync_to_async(OutboundMessage.objects.get)(message_id=entry["mirror"]["messageId"])
+    assert row.session_key == "agent:main:chat-1"
+
+
+async def test_a_failed_delivery_is_not_mirrored(config_key: Any) -> None:
+    from gateway.models import Session
+
+    await sync_to_async(config_key)("channels.webhook", {"url": f"http://127.0.0.1:{free_port()}/", "retries": 0})
+    await refused(services.send(message(channel="webhook", session_key="agent:main:nope")))
+    assert not await sync_to_async(Session.objects.filter(key="agent:main:nope").exists)()

@@ -105,6 +105,7 @@ class LogChannel(ChannelAdapter):
 
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+MAX_RETRIES, MAX_TIMEOUT_MS, MAX_RETRY_DELAY_MS = 5, 30_000, 5_000  # worst case: 6 × 30 s + 75 s of delays
 
 
 class WebhookChannel(ChannelAdapter):
@@ -133,9 +134,10 @@ class WebhookChannel(ChannelAdapter):
 
     async def deliver(self, out: Outgoing) -> Delivered:
         cfg = self.settings(out.account_id)
-        timeout = _number(cfg.get("timeoutMs"), 10_000) / 1000
-        retries = int(_number(cfg.get("retries"), 2))
-        delay = _number(cfg.get("retryDelayMs"), 500) / 1000
+        # bounded so that a whole delivery ends well inside the idempotency claim (services.CLAIM_TTL_S)
+        timeout = min(_number(cfg.get("timeoutMs"), 10_000), MAX_TIMEOUT_MS) / 1000
+        retries = int(min(_number(cfg.get("retries"), 2), MAX_RETRIES))
+        delay = min(_number(cfg.get("retryDelayMs"), 500), MAX_RETRY_DELAY_MS) / 1000
         headers = {str(k): str(v) for k, v in (cfg.get("headers") or {}).items()} if isinstance(
             cfg.get("headers"), dict) else {}
         headers["Idempotency-Key"] = out.idempotency_key

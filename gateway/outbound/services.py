@@ -15,6 +15,8 @@ from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import transaction
 
+from gateway.chat.keys import canonical_key
+from gateway.chat.transcripts import append_entry, text_message
 from gateway.models import ChannelAccount, OutboundMessage
 from gateway.protocol.errors import GatewayError, invalid, unavailable
 from gateway.protocol.events import now_ms
@@ -22,7 +24,7 @@ from gateway.protocol.events import now_ms
 from .adapters import DEFAULT_ACCOUNT, ChannelAdapter, Delivered, DeliveryFailed, Outgoing, adapter_for, normalize
 
 IDEMPOTENCY_TTL_S = 300
-CLAIM_TTL_S = 120          # a claim outlives the slowest delivery (webhook retries); a crashed owner's expires
+CLAIM_TTL_S = 300          # outlives the slowest webhook delivery (255 s with every bound at its maximum)
 WAIT_STEP_S = 0.05
 
 
@@ -82,9 +84,11 @@ async def send(req: MessageRequest) -> dict[str, Any]:
     to = _target(req.to)
     account = (req.account_id or "").strip() or DEFAULT_ACCOUNT
 
+    session_key = canonical_key(req.session_key) if (req.session_key or "").strip() else ""
+
     async def deliver() -> dict[str, Any]:
         out = Outgoing("message", to, account, str(uuid.uuid4()), req.idempotency_key, text=text, media_urls=media)
-        delivered = await _deliver(adapter, out, session_key=(req.session_key or "").strip().lower())
+        delivered = await _deliver(adapter, out, session_key=session_key)
         return {"runId": req.idempotency_key, "messageId": out.message_id, "channel": channel, **delivered.fields}
 
     return await once(f"send:{req.idempotency_key}", deliver)
@@ -158,7 +162,17 @@ def record(channel: str, out: Outgoing, *, session_key: str, error: str = "", at
     if not error:
         account.logged_out = False
     account.save()
+    if session_key and not error:
+        mirror(session_key, channel, out)
     return row
+
+
+def mirror(session_key: str, channel: str, out: Outgoing) -> None:
+    """A delivered message becomes an assistant message of the session it was sent for (§5)."""
+    text = "\n".join([out.text, *(f"MEDIA: {url}" for url in out.media_urls)]).strip()
+    append_entry(session_key, text_message("assistant", text, provider="anima", model="delivery-mirror",
+                                           stopReason="stop", mirror={"channel": channel, "to": out.to,
+                                                                      "messageId": out.message_id}))
 
 
 # --- idempotency (shared by every process through the Django cache) ------------------------------------------
