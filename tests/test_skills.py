@@ -169,3 +169,12 @@ async def test_skills_methods_over_the_socket(client: Any, tmp_path: Path) -> No
     assert (err["code"], err["message"]) == (404, 'unknown agent id "nobody"')
     err = await call_error(admin, "skills.update", {"skillKey": name, "env": {"A": 1}})
     assert err["code"] == 400 and "/env/A" in err["message"]
+
+
+async def test_a_network_installer_answers_503_with_the_result_as_payload(client: Any, tmp_path: Path) -> None:
+    admin = await client(ADMIN)
+    name = f"net{tmp_path.name[-6:].replace('_', '')}"
+    await admin.call("skills.install", {"path": str(skill_dir(tmp_path, name=name))})
+    frame = await admin.request("skills.install", {"name": name, "installId": "uv-weather"})
+    assert frame["ok"] is False and frame["error"]["code"] == 503
+    assert frame["payload"]["ok"] is False and frame["payload"]["message"] == frame["error"]["message"]
