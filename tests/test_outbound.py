@@ -353,7 +353,8 @@ async def test_web_login_is_503_without_a_provider(client: Any, method: str) -> 
 async def test_a_delivered_message_is_mirrored_into_its_session() -> None:
     from gateway.chat.transcripts import find_session, history_messages
 
-    await services.send(message(text="see you", media_urls=["https://example.org/p.png"], session_key="Agent:Main:Chat-1"))
+    await services.send(message(text="see you", media_urls=["https://example.org/p.png"],
+                                session_key="Agent:Main:Chat-1"))
     session = await sync_to_async(find_session)("agent:main:chat-1")
     [entry] = await sync_to_async(history_messages)(session, 10)
     assert entry["role"] == "assistant" and entry["mirror"]["channel"] == "log"

@@ -111,7 +111,7 @@ async def test_talk_mode_from_webchat_needs_a_mobile_node(gateway_server: Any) -
         assert hello["ok"], hello
         await ws.send(req("talk.mode", {"enabled": True}, rid="t1"))
         res = await recv_response(ws, "t1")
-        assert res["error"]["code"] == 503 and res["error"]["message"] == "talk disabled: no connected iOS/Android nodes"
+        assert (res["error"]["code"], res["error"]["message"]) == (503, "talk disabled: no connected iOS/Android nodes")
     finally:
         await ws.close()
 
@@ -129,7 +129,8 @@ async def test_talk_config_redacts_the_key_unless_secrets_are_allowed(client: An
         secret = (await admin.call("talk.config", {"includeSecrets": True}))["config"]
         assert secret["talk"]["apiKey"] == "xi-very-secret"
         talker = await client(["operator.read", "operator.talk.secrets"])
-        assert (await talker.call("talk.config", {"includeSecrets": True}))["config"]["talk"]["apiKey"] == "xi-very-secret"
+        shown = (await talker.call("talk.config", {"includeSecrets": True}))["config"]
+        assert shown["talk"]["apiKey"] == "xi-very-secret"
     finally:
         base = (await admin.call("config.get"))["hash"]
         await admin.call("config.set", {"path": "talk.apiKey", "value": None, "baseHash": base})
@@ -161,7 +162,8 @@ def test_espeak_is_the_default_provider_where_it_is_installed(fake_espeak: Path)
 def test_an_unknown_provider_is_400() -> None:
     with pytest.raises(GatewayError) as caught:
         tts.check_provider("polly")
-    assert (caught.value.code, caught.value.message) == (400, "Invalid provider. Use openai, elevenlabs, edge, or espeak.")
+    assert caught.value.code == 400
+    assert caught.value.message == "Invalid provider. Use openai, elevenlabs, edge, or espeak."
     assert tts.check_provider(" ESPEAK ") == "espeak"
 
 

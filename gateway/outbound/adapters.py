@@ -96,8 +96,9 @@ class LogChannel(ChannelAdapter):
 
     async def deliver(self, out: Outgoing) -> Delivered:
         if out.kind == "poll":
-            log.info("outbound poll via log to %s (%s): %s %s", out.to, out.message_id, (out.poll or {}).get("question"),
-                     (out.poll or {}).get("options"))
+            poll = out.poll or {}
+            log.info("outbound poll via log to %s (%s): %s %s", out.to, out.message_id, poll.get("question"),
+                     poll.get("options"))
         else:
             log.info("outbound message via log to %s (%s): %s%s", out.to, out.message_id, out.text,
                      f" media={out.media_urls}" if out.media_urls else "")

@@ -41,7 +41,8 @@ def install_options(meta: dict[str, Any]) -> list[dict[str, Any]]:
     options = [o for o in options if not o["os"] or this_os() in o["os"]]
     if not options or all(o["kind"] == "download" for o in options):
         return [{k: o[k] for k in ("id", "kind", "label", "bins")} for o in options]
-    order = (("brew",) if config_value("skills.install.preferBrew") and shutil.which("brew") else ()) + INSTALL_PREFERENCE
+    brew_first = bool(config_value("skills.install.preferBrew")) and shutil.which("brew") is not None
+    order = (("brew",) if brew_first else ()) + INSTALL_PREFERENCE
     ranked = sorted(options, key=lambda o: order.index(o["kind"]) if o["kind"] in order else len(order))
     return [{k: ranked[0][k] for k in ("id", "kind", "label", "bins")}]
 

@@ -106,8 +106,9 @@ def update_entry(skill_key: str, enabled: bool | None, api_key: str | None, env:
                     merged.pop(name, None)
             entry["env"] = merged
         try:
-            config_services.set_key(f"skills.entries.{key}", entry, base_hash=snapshot.hash if snapshot.exists else None,
-                                    actor=actor, source="skills.update")
+            base_hash = snapshot.hash if snapshot.exists else None
+            config_services.set_key(f"skills.entries.{key}", entry, base_hash=base_hash, actor=actor,
+                                    source="skills.update")
             break
         except GatewayError as exc:
             if exc.reason != "CONFLICT" or attempt == 2:
