@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from gateway.protocol.errors import GatewayError
 from gateway.speech import services, tts
@@ -20,11 +21,14 @@ from tests.support import ADMIN, READ, WRITE, call_error, connect_params, handsh
 
 FAKE_ESPEAK = """#!/bin/sh
 # stand-in for espeak-ng: --stdin -w FILE [-v VOICE]; writes a tiny WAV, logs its arguments
-out=""; while [ $# -gt 0 ]; do case "$1" in -w) out="$2"; shift;; esac; shift; done
+out=""; voice=""
+while [ $# -gt 0 ]; do case "$1" in -w) out="$2"; shift;; -v) voice="$2"; shift;; esac; shift; done
 IFS= read -r text  # shell built-ins only: PATH holds nothing else
 [ "$text" = "fail please" ] && { echo "synthesis broke" >&2; exit 3; }
 printf 'RIFF\\044\\000\\000\\000WAVEfmt ' > "$out"
 echo "$text" >> "$out"
+[ -n "$voice" ] && echo "voice=$voice" >> "$out"
+exit 0
 """
 
 
@@ -209,6 +213,14 @@ async def test_convert_with_espeak_returns_the_audio(fake_espeak: Path) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_the_chosen_voice_is_passed_to_espeak(fake_espeak: Path) -> None:
+    await sync_to_async(services.set_tts_provider)("espeak", "en-gb")
+    res = await tts.convert("cheerio", None)
+    assert base64.b64decode(res["audioBase64"]).endswith(b"cheerio\nvoice=en-gb\n")
+    shutil.rmtree(Path(res["audioPath"]).parent)
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_failing_espeak_is_503_with_its_error(fake_espeak: Path) -> None:
     with pytest.raises(GatewayError) as caught:
         await tts.convert("fail please", None)
@@ -230,3 +242,10 @@ async def test_convert_with_the_real_espeak_makes_a_wav() -> None:
     assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE" and len(audio) > 1000
     shutil.rmtree(Path(res["audioPath"]).parent)
 
+
+
+@pytest.mark.skipif(not (shutil.which("espeak-ng") or shutil.which("espeak")), reason="espeak-ng not installed")
+async def test_tts_convert_over_the_socket_with_the_real_espeak(client: Any) -> None:
+    writer = await client(WRITE)
+    res = await writer.call("tts.convert", {"text": "Good morning"})
+    assert res["provider"] == "espeak" and base64.b64decode(res["audioBase64"])[8:12] == b"WAVE"
