@@ -233,7 +233,7 @@ class RunAdmin(ReadOnlyAdmin):
 # --- outbound message log, channel accounts, skills (operations.md §5, §7, §8; read-only: writes go through the
 # send / poll / channels.logout / skills.* services) ----------------------------------------------------------------
 
-from .models import ChannelAccount, OutboundMessage, Skill  # noqa: E402  (kept with the section that uses them)
+from .models import ChannelAccount, OutboundMessage, Skill, SpeechSettings  # noqa: E402  (kept with this section)
 
 
 @admin.register(OutboundMessage)
@@ -271,3 +271,10 @@ class SkillAdmin(ReadOnlyAdmin):
     @admin.display(description="updated", ordering="updated_at_ms")
     def updated(self, obj: Skill) -> str:
         return _when(obj.updated_at_ms)
+
+
+@admin.register(SpeechSettings)
+class SpeechSettingsAdmin(ReadOnlyAdmin):
+    """TTS preferences and voice-wake triggers; changed with tts.* and voicewake.set (events go with them)."""
+
+    list_display = ("__str__", "tts_auto", "tts_provider", "wake_triggers")

@@ -1,12 +1,12 @@
-"""The admin pages of the outbound message log, channel accounts and skills: listed, searchable,
-read-only (writes go through the send / logout / skills services)."""
+"""The admin pages of the outbound message log, channel accounts, skills and speech settings:
+listed, searchable, read-only (writes go through the send / logout / skills / voice services)."""
 
 from __future__ import annotations
 
 import pytest
 from django.test import Client
 
-from gateway.models import ChannelAccount, OutboundMessage, Skill
+from gateway.models import ChannelAccount, OutboundMessage, Skill, SpeechSettings
 
 pytestmark = pytest.mark.django_db
 
@@ -34,9 +34,11 @@ def test_outbound_log_lists_messages_and_is_read_only(browser: Client) -> None:
     assert OutboundMessage.objects.filter(pk=row.pk).exists()
 
 
-def test_channel_accounts_and_skills_are_listed(browser: Client) -> None:
+def test_channel_accounts_skills_and_speech_settings_are_listed(browser: Client) -> None:
     ChannelAccount.objects.create(channel="webhook", last_error="unreachable")
     Skill.objects.create(name="weather", skill_key="weather", content="---\nname: weather\n---\n",
                          installed_at_ms=1, updated_at_ms=1)
     assert b"unreachable" in browser.get("/admin/gateway/channelaccount/").content
     assert b"weather" in browser.get("/admin/gateway/skill/").content
+    SpeechSettings.objects.create(pk=1, tts_auto="always", wake_triggers=["hey anima"])
+    assert b"hey anima" in browser.get("/admin/gateway/speechsettings/").content
