@@ -146,6 +146,22 @@ def test_update_refuses_a_key_with_dots_or_blank(bad: str) -> None:
     assert refusal(services.update_entry, bad, True, None, None, "test").code == 400
 
 
+def test_an_agent_is_known_when_it_is_main_or_listed_in_config(clean_agents: None) -> None:
+    assert queries.agent_known("main") and not queries.agent_known("helper")
+    snapshot = config_services.load()
+    config_services.set_key("agents.list", [{"id": "Helper"}], base_hash=snapshot.hash if snapshot.exists else None,
+                            actor="test")
+    assert queries.agent_known("helper") and queries.agent_known(" HELPER ")
+
+
+@pytest.fixture
+def clean_agents() -> Any:
+    yield
+    snapshot = config_services.load()
+    if snapshot.exists:
+        config_services.set_key("agents.list", None, base_hash=snapshot.hash, actor="test")
+
+
 # --- over the socket ---------------------------------------------------------------------------------------------
 
 async def test_skills_methods_over_the_socket(client: Any, tmp_path: Path) -> None:

@@ -40,12 +40,8 @@ def _actor(ctx: CallContext) -> str:
 
 @method("skills.status", scope=READ, params=SkillsStatusParams)
 async def skills_status(ctx: CallContext, params: SkillsStatusParams) -> dict[str, Any]:
-    if params.agent_id and params.agent_id.strip().lower() != "main":
-        from gateway.config import config_value
-
-        known = {str(a.get("id", "")).lower() for a in config_value("agents.list", []) or [] if isinstance(a, dict)}
-        if params.agent_id.strip().lower() not in known:
-            raise not_found(f'unknown agent id "{params.agent_id}"')
+    if params.agent_id is not None and not queries.agent_known(params.agent_id):
+        raise not_found(f'unknown agent id "{params.agent_id}"')
     return await sync_to_async(queries.status)()
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from django.conf import settings
 
+from gateway.chat.keys import normalize_agent_id
+from gateway.queries import DEFAULT_AGENT_ID
 from gateway.config import config_value
 from gateway.models import Skill
 
@@ -24,6 +26,14 @@ def _strings(value: Any) -> list[str]:
 def this_os() -> str:
     return {"darwin": "darwin", "win32": "win32"}.get(sys.platform, "linux" if sys.platform.startswith("linux")
                                                        else sys.platform)
+
+
+def agent_known(agent_id: str) -> bool:
+    """`main` or an entry of config agents.list (agents are config entries, chat-sessions-cron.md §6)."""
+    wanted = normalize_agent_id(agent_id)
+    entries = config_value("agents.list", []) or []
+    listed = {normalize_agent_id(str(a.get("id") or "")) for a in entries if isinstance(a, dict)}
+    return wanted == DEFAULT_AGENT_ID or wanted in listed
 
 
 def workspace_dir() -> str:
