@@ -205,6 +205,7 @@ async def test_poll_via_log_is_recorded_once_per_key() -> None:
     ({"is_anonymous": True}, "isAnonymous is only supported for Telegram polls"),
     ({"question": "  "}, "invalid poll params: question is required"),
     ({"channel": "nosuch"}, "unsupported channel: nosuch"),
+    ({"channel": "whatsapp", "duration_seconds": 60}, "durationSeconds is only supported for Telegram polls"),
 ])
 async def test_poll_refusals_are_400(changes: dict[str, Any], message_text: str) -> None:
     err = await refused(services.poll(poll(**changes)))
@@ -302,6 +303,11 @@ async def test_logout_clears_the_account_state() -> None:
     await services.send(message())  # delivering links it again
     [snap] = (await queries.status(probe=False, timeout_ms=1000))["channelAccounts"]["log"]
     assert snap["linked"] is True
+
+
+async def test_a_telegram_poll_is_503_like_any_channel_without_adapter() -> None:
+    err = await refused(services.poll(poll(channel="telegram", duration_seconds=60, is_anonymous=True)))
+    assert (err.code, err.message) == (503, "channel telegram is not configured")
 
 
 @pytest.mark.parametrize("channel", ["nosuch", "whatsapp"])

@@ -83,7 +83,6 @@ async def send(req: MessageRequest) -> dict[str, Any]:
     channel, adapter = _resolve(req.channel)
     to = _target(req.to)
     account = (req.account_id or "").strip() or DEFAULT_ACCOUNT
-
     session_key = canonical_key(req.session_key) if (req.session_key or "").strip() else ""
 
     async def deliver() -> dict[str, Any]:
@@ -97,13 +96,14 @@ async def send(req: MessageRequest) -> dict[str, Any]:
 # --- poll ----------------------------------------------------------------------------------------------
 
 async def poll(req: PollRequest) -> dict[str, Any]:
-    channel, adapter = _resolve(req.channel)
-    if req.duration_seconds is not None and channel != "telegram":
+    telegram = normalize(req.channel) == "telegram"  # checked first: these are 400 even for absent channels
+    if req.duration_seconds is not None and not telegram:
         raise invalid("durationSeconds is only supported for Telegram polls")
-    if req.is_anonymous is not None and channel != "telegram":
+    if req.is_anonymous is not None and not telegram:
         raise invalid("isAnonymous is only supported for Telegram polls")
     if req.duration_seconds is not None and req.duration_hours is not None:
         raise invalid("durationSeconds and durationHours are mutually exclusive")
+    channel, adapter = _resolve(req.channel)
     if not adapter.supports_polls:
         raise invalid(f"unsupported poll channel: {channel}")
     question = req.question.strip()
