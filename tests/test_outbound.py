@@ -214,9 +214,13 @@ async def test_poll_refusals_are_400(changes: dict[str, Any], message_text: str)
 
 # --- webhook channel -------------------------------------------------------------------------------------------
 
-async def test_webhook_without_url_is_503() -> None:
-    err = await refused(services.send(message(channel="webhook")))
+async def test_webhook_without_url_is_503_and_a_retry_after_configuring_it_delivers(webhook: Any) -> None:
+    req = message(channel="webhook")
+    err = await refused(services.send(req))
     assert err.code == 503 and "channels.webhook.url" in err.message
+    receiver = await sync_to_async(webhook)([200])
+    assert (await services.send(req))["runId"] == req.idempotency_key, "not configured is not a cached failure"
+    assert len(receiver.received) == 1
 
 
 async def test_webhook_posts_the_message_as_json(webhook: Any) -> None:

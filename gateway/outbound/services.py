@@ -84,6 +84,7 @@ async def send(req: MessageRequest) -> dict[str, Any]:
     to = _target(req.to)
     account = (req.account_id or "").strip() or DEFAULT_ACCOUNT
     session_key = canonical_key(req.session_key) if (req.session_key or "").strip() else ""
+    _usable(adapter, account)
 
     async def deliver() -> dict[str, Any]:
         out = Outgoing("message", to, account, str(uuid.uuid4()), req.idempotency_key, text=text, media_urls=media)
@@ -123,6 +124,7 @@ async def poll(req: PollRequest) -> dict[str, Any]:
     for key, value in (("durationHours", req.duration_hours), ("silent", req.silent), ("threadId", req.thread_id)):
         if value is not None:
             spec[key] = value
+    _usable(adapter, account)
 
     async def deliver() -> dict[str, Any]:
         out = Outgoing("poll", to, account, str(uuid.uuid4()), req.idempotency_key, text=question, poll=spec)
@@ -134,10 +136,15 @@ async def poll(req: PollRequest) -> dict[str, Any]:
 
 # --- delivery and its record --------------------------------------------------------------------------------
 
-async def _deliver(adapter: ChannelAdapter, out: Outgoing, *, session_key: str) -> Delivered:
-    why = adapter.why_unusable(out.account_id)
+def _usable(adapter: ChannelAdapter, account_id: str) -> None:
+    """A channel that is not configured (or disabled) is 503 before any claim: not a delivery failure,
+    so it is not replayed to a retry once the config is fixed."""
+    why = adapter.why_unusable(account_id)
     if why:
         raise unavailable(why, details={"channel": adapter.id})
+
+
+async def _deliver(adapter: ChannelAdapter, out: Outgoing, *, session_key: str) -> Delivered:
     try:
         delivered = await adapter.deliver(out)
     except DeliveryFailed as exc:
