@@ -228,3 +228,53 @@ class RunAdmin(ReadOnlyAdmin):
     @admin.display(description="ended", ordering="ended_at_ms")
     def ended(self, obj: Run) -> str:
         return _when(obj.ended_at_ms)
+
+
+# --- outbound message log, channel accounts, skills (operations.md §5, §7, §8; read-only: writes go through the
+# send / poll / channels.logout / skills.* services) ----------------------------------------------------------------
+
+from .models import ChannelAccount, OutboundMessage, Skill, SpeechSettings  # noqa: E402  (kept with this section)
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(ReadOnlyAdmin):
+    list_display = ("created", "kind", "channel", "account_id", "to", "short_text", "status", "attempts", "message_id")
+    list_filter = ("status", "channel", "kind")
+    search_fields = ("to", "text", "=message_id", "=idempotency_key", "session_key")
+    ordering = ("-created_at_ms", "-id")
+
+    @admin.display(description="time", ordering="created_at_ms")
+    def created(self, obj: OutboundMessage) -> str:
+        return _when(obj.created_at_ms)
+
+    @admin.display(description="text")
+    def short_text(self, obj: OutboundMessage) -> str:
+        text = obj.text or ""
+        return text if len(text) <= 80 else text[:79] + "…"
+
+
+@admin.register(ChannelAccount)
+class ChannelAccountAdmin(ReadOnlyAdmin):
+    list_display = ("channel", "account_id", "logged_out", "last_outbound", "last_error")
+    list_filter = ("channel", "logged_out")
+
+    @admin.display(description="last outbound", ordering="last_outbound_at_ms")
+    def last_outbound(self, obj: ChannelAccount) -> str:
+        return _when(obj.last_outbound_at_ms)
+
+
+@admin.register(Skill)
+class SkillAdmin(ReadOnlyAdmin):
+    list_display = ("name", "skill_key", "description", "source_path", "updated")
+    search_fields = ("name", "description")
+
+    @admin.display(description="updated", ordering="updated_at_ms")
+    def updated(self, obj: Skill) -> str:
+        return _when(obj.updated_at_ms)
+
+
+@admin.register(SpeechSettings)
+class SpeechSettingsAdmin(ReadOnlyAdmin):
+    """TTS preferences and voice-wake triggers; changed with tts.* and voicewake.set (events go with them)."""
+
+    list_display = ("__str__", "tts_auto", "tts_provider", "wake_triggers")

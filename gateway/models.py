@@ -199,3 +199,95 @@ class ProviderKey(models.Model):
 
     def __str__(self) -> str:
         return self.provider_id
+
+
+# --- outbound messaging, skills, speech (operations.md §5, §7, §9) ----------------------------------------------
+
+class OutboundMessage(models.Model):
+    """One `send` or `poll` through a channel adapter: the outbound message log. The built-in `log`
+    channel's delivery *is* this row (plus a gateway log line); other channels record theirs here too."""
+
+    class Kind(models.TextChoices):
+        MESSAGE = "message"
+        POLL = "poll"
+
+    class Status(models.TextChoices):
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MESSAGE)
+    channel = models.CharField(max_length=50, db_index=True)
+    account_id = models.CharField(max_length=100, default="default")
+    to = models.CharField(max_length=500)
+    text = models.TextField(blank=True)
+    media_urls = models.JSONField(default=list, blank=True)
+    poll = models.JSONField(null=True, blank=True, help_text="question, options, maxSelections, …")
+    message_id = models.CharField(max_length=100, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=200, db_index=True)
+    session_key = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    created_at_ms = models.BigIntegerField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at_ms", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} via {self.channel} to {self.to}"
+
+
+class ChannelAccount(models.Model):
+    """What the gateway remembers about one account of a channel adapter: last delivery, last error,
+    logged out. `channels.logout` clears it; the next delivery links it again."""
+
+    channel = models.CharField(max_length=50)
+    account_id = models.CharField(max_length=100, default="default")
+    logged_out = models.BooleanField(default=False)
+    last_outbound_at_ms = models.BigIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_stop_at_ms = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "account_id"], name="channel_account_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.account_id}"
+
+
+class Skill(models.Model):
+    """An installed skill (operations.md §7): its SKILL.md text and parsed front matter. Installed
+    from a local directory by `skills.install`; enabling and keys live in config `skills.entries`."""
+
+    name = models.CharField(max_length=200, unique=True)
+    skill_key = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    homepage = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text="the `anima` (or `noxsoft`) metadata block")
+    content = models.TextField(help_text="SKILL.md as installed")
+    source_path = models.CharField(max_length=1000, blank=True, help_text="directory it was installed from")
+    installed_at_ms = models.BigIntegerField()
+    updated_at_ms = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SpeechSettings(models.Model):
+    """Voice state (one row, pk 1): TTS preferences (operations.md §9, ANIMA's tts.json) and the
+    voice-wake triggers (ANIMA's voicewake.json)."""
+
+    tts_auto = models.CharField(max_length=10, blank=True, help_text="off | always | inbound | tagged; empty: config")
+    tts_provider = models.CharField(max_length=30, blank=True, help_text="empty: from config / keys")
+    tts_voices = models.JSONField(default=dict, blank=True, help_text="voice per provider")
+    wake_triggers = models.JSONField(default=list, blank=True, help_text="empty: the defaults")
+    wake_updated_at_ms = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "speech settings"
+
+    def __str__(self) -> str:
+        return "speech settings"

@@ -245,6 +245,15 @@ class GatewayConsumer(AsyncConsumer):
                 "permissions": admitted.permissions, "pathEnv": admitted.path_env, "connectedAtMs": now_ms()}
         self.runtime.nodes.register(conn, info)
         await sync_to_async(record_node_connect)(info)
+        await self.send_voicewake_snapshot(conn)
+
+    @staticmethod
+    async def send_voicewake_snapshot(conn: Any) -> None:
+        """A node learns the current wake words right after hello-ok (protocol.md §2, step 4)."""
+        from gateway.speech.services import wake_triggers
+
+        triggers = await sync_to_async(wake_triggers)()
+        conn.push_event("voicewake.changed", dumps({"triggers": triggers}), droppable=True, sequenced=False)
 
     def refuse(self, rid: str, refused: HandshakeRefused) -> None:
         assert self.conn is not None

@@ -235,8 +235,10 @@ async def node_event(ctx: CallContext, params: NodeEventParams) -> dict[str, Any
 
 @method("skills.bins", scope=NODE)
 async def skills_bins(ctx: CallContext, params: Params) -> dict[str, Any]:
-    """Executables the workspace skills need; no skills are installed yet (skills issue)."""
-    return {"bins": []}
+    """Executables the installed skills need (operations.md §7)."""
+    from gateway.skills.queries import bins
+
+    return {"bins": await sync_to_async(bins)()}
 
 
 # --- system.run approval binding (§6.4) ---------------------------------------------------------

@@ -1,0 +1,2 @@
+"""Outbound messaging (operations.md §5, §8): channel adapters (`adapters`), the send/poll and
+logout services (`services`) and the channels.status query (`queries`)."""
