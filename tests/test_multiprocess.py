@@ -659,7 +659,7 @@ async def test_chat_abort_on_b_stops_run_on_a(cluster: Cluster, sockets: Sockets
     log_b = EventLog(await sockets.client(b, [READ]))
     aborter = await sockets.client(b, [READ, WRITE])
     session, key = new_session(), str(uuid.uuid4())
-    text = echo_text("aborted from B", 3000)
+    text = echo_text("aborted from B", 15000)  # ~20 s: the abort lands mid-run even on a loaded machine
 
     ack = await writer.call("chat.send", {"sessionKey": session, "message": text, "idempotencyKey": key})
     assert ack == {"runId": key, "status": "started"}, ack
