@@ -2,6 +2,7 @@
 a handler yet are then registered as "not implemented yet"."""
 
 from . import agent, chat, config, logs, providers, sessions, system  # noqa: F401
+from . import agents, anima, wizard  # noqa: F401  (operations, part A)
 from .seed import register_pending
 
 
