@@ -228,3 +228,6 @@ class RunAdmin(ReadOnlyAdmin):
     @admin.display(description="ended", ordering="ended_at_ms")
     def ended(self, obj: Run) -> str:
         return _when(obj.ended_at_ms)
+
+
+from . import admin_operations  # noqa: E402,F401  (agents, agent files, mission, memory)
