@@ -26,7 +26,15 @@ def _refused(exc: GatewayError) -> ValidationError:
     return ValidationError(exc.message)
 
 
-class AgentForm(forms.ModelForm):
+class ServiceForm(forms.ModelForm):
+    """A form whose clean() has already written through the service: the model-level checks
+    (unique constraints against the row just written) would only contradict it."""
+
+    def _post_clean(self) -> None:
+        pass
+
+
+class AgentForm(ServiceForm):
     class Meta:
         model = Agent
         fields = ("agent_id", "name", "workspace", "model")
@@ -54,9 +62,6 @@ class AgentForm(forms.ModelForm):
             raise _refused(exc) from None
         return data
 
-    def validate_unique(self) -> None:
-        pass  # the service decides (409 for a taken id)
-
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
@@ -77,26 +82,28 @@ class AgentAdmin(admin.ModelAdmin):
             agent_services.delete_agent(agent.agent_id)
 
 
-class AgentFileForm(forms.ModelForm):
-    name = forms.ChoiceField(choices=[(n, n) for n in agent_queries.ALLOWED_FILES])
-
+class AgentFileForm(ServiceForm):
     class Meta:
         model = AgentFile
         fields = ("agent_id", "name", "content")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "name" in self.fields:  # absent (read-only) once the file exists
+            self.fields["name"] = forms.ChoiceField(choices=[(n, n) for n in agent_queries.ALLOWED_FILES])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if self.errors:
             return data
+        agent_id = self.instance.agent_id if self.instance.pk else data.get("agent_id") or ""
+        name = self.instance.name if self.instance.pk else data.get("name") or ""
         try:
-            result = agent_services.set_file(data["agent_id"], data["name"], data.get("content") or "")
+            result = agent_services.set_file(agent_id, name, data.get("content") or "")
         except GatewayError as exc:
             raise _refused(exc) from None
-        self.saved = (result["agentId"], data["name"])
+        self.saved = (result["agentId"], name.strip())
         return data
-
-    def validate_unique(self) -> None:
-        pass  # an existing file is overwritten, as agents.files.set does
 
 
 @admin.register(AgentFile)
@@ -109,30 +116,13 @@ class AgentFileAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return ("agent_id", "name") if obj else ()
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        if obj is not None:  # agent and name are fixed once the file exists
-            form = super().get_form(request, obj, change=change, fields=("content",), **kwargs)
-
-            class Existing(form):  # type: ignore[valid-type, misc]
-                def clean(self) -> dict[str, Any]:
-                    data = forms.ModelForm.clean(self)
-                    try:
-                        agent_services.set_file(obj.agent_id, obj.name, data.get("content") or "")
-                    except GatewayError as exc:
-                        raise _refused(exc) from None
-                    self.saved = (obj.agent_id, obj.name)
-                    return data
-
-            return Existing
-        return super().get_form(request, obj, change=change, **kwargs)
-
     def save_model(self, request: HttpRequest, obj: AgentFile, form: Any, change: bool) -> None:
         agent_id, name = form.saved
         obj.pk = AgentFile.objects.get(agent_id=agent_id, name=name).pk
         obj.refresh_from_db()
 
 
-class MissionFileForm(forms.ModelForm):
+class MissionFileForm(ServiceForm):
     class Meta:
         model = MissionFile
         fields = ("file_name", "content")
@@ -147,9 +137,6 @@ class MissionFileForm(forms.ModelForm):
         except GatewayError as exc:
             raise _refused(exc) from None
         return data
-
-    def validate_unique(self) -> None:
-        pass
 
 
 @admin.register(MissionFile)
