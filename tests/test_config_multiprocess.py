@@ -4,6 +4,10 @@ gateway A and gateway B, give exactly one success and one 409 CONFLICT, and the 
 is what both processes then serve: in config.get (the database) and in what the runtime reads
 (each process's live copy, seen through agent.identity.get's assistant name).
 
+The same cluster checks the other operations state that must be shared (README D7, D8): one
+onboarding wizard across processes (started on A, a second start on B is 409, B answers A's
+step), and two concurrent agents.create of one name give one agent and one 409.
+
 Needs PostgreSQL and Redis; skipped without them except in CI (as tests/test_multiprocess.py)."""
 
 from __future__ import annotations
@@ -82,3 +86,41 @@ async def test_concurrent_patches_with_one_base_hash_one_wins_on_both_processes(
                     break
                 assert time.monotonic() < deadline, identity
                 await asyncio.sleep(0.1)
+
+
+async def test_one_wizard_across_processes_answered_from_either(admins) -> None:
+    a, b = admins
+    started = await a.call("wizard.start", {})
+    try:
+        with pytest.raises(RpcError) as caught:
+            await b.call("wizard.start", {})
+        assert caught.value.code == 409
+        again = await b.call("wizard.next", {"sessionId": started["sessionId"]})
+        assert again["step"]["id"] == started["step"]["id"]
+        nxt = await b.call("wizard.next", {"sessionId": started["sessionId"],
+                                           "answer": {"stepId": started["step"]["id"]}})
+        assert nxt["step"]["type"] == "confirm"
+        assert (await a.call("wizard.status", {"sessionId": started["sessionId"]}))["status"] == "running"
+    finally:
+        cancelled = await b.call("wizard.cancel", {"sessionId": started["sessionId"]})
+    assert cancelled["status"] == "cancelled"
+    with pytest.raises(RpcError) as caught:
+        await a.call("wizard.status", {"sessionId": started["sessionId"]})
+    assert caught.value.code == 404
+
+
+async def test_concurrent_agent_creates_of_one_name_give_one_agent(admins) -> None:
+    a, b = admins
+
+    async def create(client: GatewayClient) -> dict | RpcError:
+        try:
+            return await client.call("agents.create", {"name": "Twin", "workspace": "/tmp/twin"}, timeout=30)
+        except RpcError as exc:
+            return exc
+
+    results = await asyncio.gather(create(a), create(b))
+    assert sorted(type(r).__name__ for r in results) == ["RpcError", "dict"], results
+    assert next(r for r in results if isinstance(r, RpcError)).code == 409
+    for client in (a, b):
+        assert [x["id"] for x in (await client.call("agents.list", {}))["agents"]].count("twin") == 1
+    await a.call("agents.delete", {"agentId": "twin"})
