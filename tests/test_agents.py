@@ -206,3 +206,13 @@ async def test_rpc_unknown_agent_files_is_404(client):
     with pytest.raises(RpcError) as caught:
         await admin.call("agents.files.list", {"agentId": "nosuch-agent"})
     assert caught.value.code == 404 and caught.value.reason == "NOT_FOUND"
+
+
+@pytest.mark.django_db
+def test_an_agent_created_here_can_be_addressed_by_the_agent_method():
+    from gateway.methods.agent import AgentParams, pick_session
+
+    params = AgentParams(message="hi", idempotency_key="k1", agent_id="Night")
+    assert reason_of(pick_session, params).reason == "INVALID_REQUEST"
+    services.create_agent("Night", "/tmp/night")
+    assert pick_session(params) == "agent:night:main"
