@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from gateway.agents import queries as agent_queries
 from gateway.agents import services as agent_services
 from gateway.chat.catalog import default_model_ref
+from gateway.chat.keys import normalize_agent_id
 from gateway.config import services as config_services
 from gateway.models import Registration, WizardSession
 from gateway.protocol.errors import GatewayError, conflict, not_found, unavailable
@@ -167,5 +168,5 @@ def apply(answers: dict[str, Any], row: WizardSession) -> None:
         config_services.patch(merge, base_hash=base, actor=actor, source="wizard")
         name = answers.get("agent")
         if name:
-            agent_id = agent_services.normalize_agent_id(name)
+            agent_id = normalize_agent_id(name)
             agent_services.create_agent(name, agent_queries.default_workspace(agent_id))
