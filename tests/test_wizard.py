@@ -73,7 +73,9 @@ def test_a_full_run_sets_token_model_and_first_agent():
     assert snapshot.parsed["agents"]["defaults"]["model"] == "openai/gpt-4o-mini"
     assert snapshot.parsed["wizard"]["lastRunCommand"] == "onboard"
     assert Agent.objects.filter(agent_id="research").exists()
-    assert token not in str(WizardSession.objects.get(session_id=session).answers)
+    stored = WizardSession.objects.get(session_id=session)
+    assert token not in str(stored.answers) and token not in str(stored.step)
+    assert services.next_step(session, None, MODELS)["step"]["message"] == summary  # re-fetch shows it again
     assert answer(res, None) == {"sessionId": session, "done": True, "status": "done"}
     assert reason_of(services.status, session).reason == "NOT_FOUND"
 

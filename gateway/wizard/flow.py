@@ -17,6 +17,7 @@ from gateway.chat.keys import normalize_agent_id
 RISK_NOT_ACCEPTED = "risk not accepted"
 NOT_APPLIED = "settings not applied"
 MIN_TOKEN_CHARS = 16
+TOKEN_PLACEHOLDER = "{token}"
 
 
 class AnswerError(Exception):
@@ -97,7 +98,8 @@ def _build(key: str, answers: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if key == "summary":
         lines = ["Onboarding complete."]
         if answers.get("tokenShown"):
-            lines.append(f"Gateway token (shown once, store it now): {answers['tokenShown']}")
+            # the token itself is filled in when the step is sent (services.py): never stored in clear
+            lines.append(f"Gateway token (shown once, store it now): {TOKEN_PLACEHOLDER}")
         return _step(key, "note", title="Done", message="\n".join(lines), sensitive=bool(answers.get("tokenShown")))
     raise AssertionError(key)
 

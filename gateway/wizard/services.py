@@ -61,8 +61,11 @@ def _expire_idle() -> None:
 def _report(row: WizardSession) -> dict[str, Any]:
     """{done, status, step?, error?}; a finished session is purged once reported."""
     if row.status == Status.RUNNING:
-        return {"sessionId": str(row.session_id), "done": False, "step": flow.public(row.step),
-                "status": row.status}
+        step = flow.public(row.step)
+        if step is not None and flow.TOKEN_PLACEHOLDER in step.get("message", ""):
+            shown = _unseal(row.answers).get("tokenShown") or ""
+            step["message"] = step["message"].replace(flow.TOKEN_PLACEHOLDER, shown)
+        return {"sessionId": str(row.session_id), "done": False, "step": step, "status": row.status}
     out: dict[str, Any] = {"sessionId": str(row.session_id), "done": True, "status": row.status}
     if row.error:
         out["error"] = row.error
