@@ -139,6 +139,10 @@ ANIMA_NODE_DENY_COMMANDS = env.list("ANIMA_NODE_DENY_COMMANDS", default=[])
 ANIMA_DEFAULT_MODEL = env.str("ANIMA_DEFAULT_MODEL", default="echo/echo")
 ANIMA_VERSION = env.str("ANIMA_VERSION", default="0.1.0")
 ANIMA_LOG_FILE = Path(env.str("ANIMA_LOG_FILE", default=str(STATE_DIR / "gateway.log")))
+# operations (anima.registration.*, wizard.*)
+ANIMA_NOXSOFT_AUTH_BASE = env.str("ANIMA_NOXSOFT_AUTH_BASE", default="https://auth.noxsoft.net/api/agents")
+ANIMA_NOXSOFT_TIMEOUT_S = env.float("ANIMA_NOXSOFT_TIMEOUT_S", default=10.0)
+ANIMA_WIZARD_IDLE_TIMEOUT_S = env.int("ANIMA_WIZARD_IDLE_TIMEOUT_S", default=1800)
 
 # --- the rest of Django -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -278,3 +278,5 @@ class SpeechSettingsAdmin(ReadOnlyAdmin):
     """TTS preferences and voice-wake triggers; changed with tts.* and voicewake.set (events go with them)."""
 
     list_display = ("__str__", "tts_auto", "tts_provider", "wake_triggers")
+
+from . import admin_operations  # noqa: E402,F401  (agents, agent files, mission, memory)

@@ -60,6 +60,7 @@ class TranscriptEntry(models.Model):
     archived_at_ms = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "transcript entries"
         ordering = ["session_id", "seq"]
         constraints = [models.UniqueConstraint(fields=["session_id", "seq"], name="transcript_seq_unique")]
         indexes = [models.Index(fields=["session_id", "archived_reason", "seq"], name="transcript_page")]
@@ -291,3 +292,132 @@ class SpeechSettings(models.Model):
 
     def __str__(self) -> str:
         return "speech settings"
+
+# --- operations (operations.md §4, §12; chat-sessions-cron.md §6) ------------------------------------------------
+
+class Agent(models.Model):
+    """An agent created over RPC, in the admin or by the wizard (agents.*). `main` always exists
+    implicitly; entries of the config document's agents.list are listed beside these rows."""
+
+    agent_id = models.CharField(max_length=64, unique=True, help_text="normalised name: [a-z0-9_-]")
+    name = models.CharField(max_length=200)
+    workspace = models.CharField(max_length=1000, help_text="virtual location of the agent's files")
+    model = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: the default")
+    identity = models.JSONField(default=dict, blank=True, help_text="name, theme, emoji, avatar")
+    created_at_ms = models.BigIntegerField()
+    updated_at_ms = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["agent_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.agent_id})"
+
+
+class AgentFile(models.Model):
+    """One of an agent's soul/identity files (AGENTS.md, SOUL.md, …; at most 1 MiB of UTF-8)."""
+
+    agent_id = models.CharField(max_length=64, db_index=True)
+    name = models.CharField(max_length=32)
+    content = models.TextField(blank=True)
+    size = models.IntegerField(default=0, help_text="bytes of UTF-8")
+    updated_at_ms = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["agent_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["agent_id", "name"], name="agent_file_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}/{self.name}"
+
+
+class MissionState(models.Model):
+    """Mission control's state document (anima.mission.*): one row, pk 1."""
+
+    state = models.JSONField(default=dict)
+    updated_at_ms = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "mission state"
+        verbose_name_plural = "mission state"
+
+    def __str__(self) -> str:
+        return "mission state"
+
+
+class MissionFile(models.Model):
+    """A mission-control text file (README.md, inbox.md, …; anima.mission.set)."""
+
+    file_name = models.CharField(max_length=200, unique=True)
+    content = models.TextField(blank=True)
+    created_at_ms = models.BigIntegerField()
+    updated_at_ms = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["file_name"]
+
+    def __str__(self) -> str:
+        return self.file_name
+
+
+class MemoryEntry(models.Model):
+    """One memory of the agent (anima.memory.list): episodic, semantic or procedural."""
+
+    class Kind(models.TextChoices):
+        EPISODIC = "episodic"
+        SEMANTIC = "semantic"
+        PROCEDURAL = "procedural"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    name = models.CharField(max_length=200)
+    content = models.TextField()
+    created_at_ms = models.BigIntegerField()
+    updated_at_ms = models.BigIntegerField(db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at_ms", "-id"]
+        verbose_name_plural = "memory entries"
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.name}"
+
+
+class Registration(models.Model):
+    """The NoxSoft agent registration (anima.registration.*): one row, pk 1. The token is
+    encrypted at rest like provider keys and never shown whole."""
+
+    token_encrypted = models.TextField(blank=True)
+    agent = models.JSONField(null=True, blank=True, help_text="id, name, display_name as the service reported")
+    updated_at_ms = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return "registration"
+
+
+class WizardSession(models.Model):
+    """An onboarding wizard run (wizard.*). In the database so that any process can answer its
+    steps; at most one is running (a partial unique constraint)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+        ERROR = "error"
+
+    session_id = models.UUIDField(unique=True, default=uuid.uuid4)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    mode = models.CharField(max_length=10, default="local")
+    step = models.JSONField(null=True, blank=True, help_text="the pending step, as sent to the client")
+    answers = models.JSONField(default=dict, blank=True, help_text="answers so far, by step key (secrets encrypted)")
+    error = models.TextField(blank=True)
+    actor = models.CharField(max_length=200, blank=True)
+    created_at_ms = models.BigIntegerField()
+    updated_at_ms = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["-created_at_ms"]
+        constraints = [models.UniqueConstraint(fields=["status"], condition=models.Q(status="running"),
+                                               name="one_running_wizard")]
+
+    def __str__(self) -> str:
+        return f"wizard {self.session_id} ({self.status})"

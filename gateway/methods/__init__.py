@@ -3,6 +3,7 @@ a handler yet are then registered as "not implemented yet"."""
 
 from . import agent, chat, config, logs, providers, sessions, system  # noqa: F401
 from . import browser, outbound, skills, speech, update  # noqa: F401  (issue 6 part B)
+from . import agents, anima, wizard  # noqa: F401  (operations, part A)
 from .seed import register_pending
 
 

@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from pydantic import Field, StringConstraints
 
 from gateway.chat.keys import canonical_key, main_key, normalize_agent_id
-from gateway.models import Run, Session
+from gateway.models import Agent, Run, Session
 from gateway.protocol.context import CallContext
 from gateway.protocol.errors import GatewayError, invalid
 from gateway.protocol.events import now_ms
@@ -83,7 +83,8 @@ def known_agents() -> set[str]:
     except ImportError:
         return KNOWN_AGENTS
     listed = config_value("agents.list", None) or []
-    return KNOWN_AGENTS | {normalize_agent_id(a.get("id")) for a in listed if isinstance(a, dict) and a.get("id")}
+    return (KNOWN_AGENTS | {normalize_agent_id(a.get("id")) for a in listed if isinstance(a, dict) and a.get("id")}
+            | set(Agent.objects.values_list("agent_id", flat=True)))  # agents.create (sync callers only)
 
 
 def final_frame(run: Run) -> dict[str, Any]:
