@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from gateway.protocol.errors import invalid
 from gateway.protocol.registry import Params
-from gateway.protocol.validation import validate
+from gateway.protocol.validation import pointer
 
 from .schedules import iso_ms
 
@@ -230,8 +230,30 @@ def normalise_add(raw: dict[str, Any]) -> JobSpec:
     return check(job, "cron.add params")
 
 
+TAGS = {("schedule", "at"), ("schedule", "every"), ("schedule", "cron"), ("payload", "systemEvent"),
+        ("payload", "agentTurn")}
+
+
+def validate_spec(job: dict[str, Any], what: str) -> JobSpec:
+    """JobSpec validation whose error paths name the document's fields only (pydantic puts the
+    union's tag into the location: /schedule/every/everyMs is reported as /schedule/everyMs)."""
+    try:
+        return JobSpec.model_validate(job)
+    except ValidationError as exc:
+        errors: list[dict[str, str]] = []
+        for err in exc.errors(include_url=False):
+            loc = list(err["loc"])
+            if len(loc) >= 2 and (loc[0], loc[1]) in TAGS:
+                del loc[1]
+            problem = {"path": pointer(tuple(loc)), "message": "required" if err["type"] == "missing" else err["msg"]}
+            if problem not in errors:
+                errors.append(problem)
+        text = "; ".join(f"at {e['path']}: {e['message']}" for e in errors)
+        raise invalid(f"invalid {what}: {text}", details={"errors": errors}) from None
+
+
 def check(job: dict[str, Any], what: str) -> JobSpec:
-    spec = validate(JobSpec, job, what)
+    spec = validate_spec(job, what)
     if spec.session_target == "main" and spec.payload.kind != "systemEvent":
         raise invalid('main cron jobs require payload.kind="systemEvent"')
     if spec.session_target == "isolated" and spec.payload.kind != "agentTurn":
