@@ -234,19 +234,27 @@ class CronScheduler:
         return await run_job(ref, mode, owner=self.owner, clock=self.clock, runs=self.runs)
 
     async def tick(self) -> int | None:
-        """Reap expired leases, run every due job (one at a time), return the next wake-up (ms)."""
+        """Reap expired leases, run every due job (one at a time), return the next wake-up (ms).
+        An idle tick is a single hop to the database thread."""
+        self.ticks += 1
+        c, wake = await sync_to_async(self._begin)()
+        while c is not None:
+            await run_claimed(c, self.clock, self.runs)
+            c, wake = await sync_to_async(self._step)()
+        return wake
+
+    def _begin(self) -> tuple[Claim | None, int | None]:
         from .queries import scheduler_enabled
 
-        self.ticks += 1
-        if not await sync_to_async(scheduler_enabled)():
-            return None
-        await sync_to_async(services.reap)(self.clock.now_ms())
-        while True:
-            c = await sync_to_async(self.claim_next)()
-            if c is None:
-                break
-            await run_claimed(c, self.clock, self.runs)
-        return await sync_to_async(services.next_wake_ms)()
+        if not scheduler_enabled():
+            return None, None
+        services.reap(self.clock.now_ms())
+        return self._step()
+
+    def _step(self) -> tuple[Claim | None, int | None]:
+        """The next due job, claimed; or, when none is left, the next wake-up."""
+        c = self.claim_next()
+        return (c, None) if c is not None else (None, services.next_wake_ms())
 
     def claim_next(self) -> Claim | None:
         """Claim one due job; candidates are tried in random order, so processes ticking at the
