@@ -156,6 +156,8 @@ def update_job(ref: str, patch: dict[str, Any], now_ms: int) -> CronJob:
         check_schedule(wire["schedule"], now_ms)
     enabled_changed = spec.enabled != job.enabled
     apply_spec(job, spec)
+    if schedule_changed and job.schedule_kind == CronJob.Kind.AT:
+        job.last_status = ""  # a one-shot given a new time may fire again
     if not job.enabled:
         job.next_run_at_ms = None  # a run in flight keeps its lease: its result is still recorded
     elif schedule_changed or enabled_changed or job.next_run_at_ms is None:
@@ -202,10 +204,13 @@ class Claim:
         return int(seconds) * 1000 if isinstance(seconds, int) and seconds > 0 else DEFAULT_TIMEOUT_MS
 
 
+def armed() -> Q:
+    """Enabled and not running; a one-shot that already ran never fires again (§5.3)."""
+    return Q(enabled=True, running_at_ms__isnull=True) & ~Q(schedule_kind=CronJob.Kind.AT, last_status__gt="")
+
+
 def due_filter(now_ms: int) -> Q:
-    """Enabled, not running, next run reached; a one-shot that already ran never fires again."""
-    return (Q(enabled=True, running_at_ms__isnull=True, next_run_at_ms__lte=now_ms)
-            & ~Q(schedule_kind=CronJob.Kind.AT, last_status__gt=""))
+    return armed() & Q(next_run_at_ms__lte=now_ms)
 
 
 def due_job_ids(now_ms: int, limit: int) -> list[uuid.UUID]:
@@ -343,6 +348,6 @@ def reap(now_ms: int, *, everything: bool = False) -> int:
 # --- reads the scheduler needs --------------------------------------------------------------------
 
 def next_wake_ms() -> int | None:
-    """The earliest next run over enabled jobs that are not running."""
-    return CronJob.objects.filter(enabled=True, running_at_ms__isnull=True).aggregate(
-        wake=Min("next_run_at_ms"))["wake"]
+    """The earliest next run of a job that can fire (the same rows the due scan considers, so a
+    wake-up never points at a job no claim would take)."""
+    return CronJob.objects.filter(armed()).aggregate(wake=Min("next_run_at_ms"))["wake"]

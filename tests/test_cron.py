@@ -7,6 +7,7 @@ cron.run is refused, and the admin's *Run now* and delete go through the same se
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 import uuid
@@ -250,3 +251,29 @@ async def test_admin_run_now_and_delete_go_through_the_services(operator: AdminB
     assert page.status == 200, page.text[:500]
     await cron_event(reader, job["id"], "removed")
     assert await admin.call("cron.remove", {"id": job["id"]}) == {"ok": True, "removed": False}
+
+
+def change_form(browser: AdminBrowser, job: dict[str, Any], **changes: str) -> Any:
+    data = {"name": job["name"], "description": "", "agent_id": "", "enabled": "on", "delete_after_run": "unknown",
+            "schedule": json.dumps(job["schedule"]), "session_target": job["sessionTarget"],
+            "wake_mode": job["wakeMode"], "payload": json.dumps(job["payload"]), "delivery": "", "_save": "Save",
+            **changes}
+    return browser.open(f"/admin/cron/cronjob/{job['id']}/change/", data)
+
+
+async def test_admin_edit_validates_and_emits_updated(operator: AdminBrowser, admin: GatewayClient,
+                                                      client: Any) -> None:
+    reader = await client(READ)
+    job = await add(admin, system_job())
+    bad = {"schedule": json.dumps({"kind": "cron", "expr": "99 * * * *"})}
+    page = await in_thread(lambda: change_form(operator, job, **bad))
+    assert page.status == 200 and "Invalid cron expression" in page.text, page.text[-2000:]
+
+    schedule = {"kind": "cron", "expr": "15 7 * * *", "tz": "Europe/Berlin"}
+    good = {"schedule": json.dumps(schedule), "description": "from the admin"}
+    page = await in_thread(lambda: change_form(operator, job, **good))
+    assert page.status == 200 and page.url.endswith("/admin/cron/cronjob/"), page.text[-2000:]
+    event = await cron_event(reader, job["id"], "updated")
+    row = next(j for j in (await reader.call("cron.list", {}))["jobs"] if j["id"] == job["id"])
+    assert row["schedule"] == schedule and row["description"] == "from the admin", row
+    assert event["nextRunAtMs"] == row["state"]["nextRunAtMs"]

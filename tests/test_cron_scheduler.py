@@ -278,3 +278,17 @@ async def test_dst_change_neither_skips_nor_doubles(start: int, end: int, dst_da
     assert per_day[dst_day] == hourly_that_day, per_day
     assert all(b - a == HOUR for a, b in zip(hourly, hourly[1:])), "an hour was skipped"
     assert all(r.status == "ok" for r in await runs_of(hourly_job))
+
+
+async def test_reenabled_one_shot_fires_again_only_with_a_new_time() -> None:
+    clock = FakeClock(T0)
+    job = await add(clock, {"kind": "at", "at": "2026-05-28T21:00:00Z"}, deleteAfterRun=False)
+    sched = CronScheduler(clock=clock)
+    clock.now = job.next_run_at_ms
+    await sched.tick()
+    await sync_to_async(services.update_job)(str(job.pk), {"enabled": True}, clock.now)
+    assert await sched.tick() is None, "a one-shot that ran is not re-armed by enabling it"
+    await sync_to_async(services.update_job)(str(job.pk), {"schedule": {"at": "2026-05-28T23:00:00Z"}}, clock.now)
+    clock.now = (await reload(job)).next_run_at_ms
+    await sched.tick()
+    assert [r.run_at_ms for r in await runs_of(job)] == [job.next_run_at_ms, clock.now]
