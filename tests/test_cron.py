@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
 from gateway.client import GatewayClient
-from tests.support import ADMIN, READ, GatewayServer, call_error
+from tests.support import ADMIN, PROJECT_DIR, READ, GatewayServer, call_error, free_port, gateway_env
 from tests.test_admin_pairing import AdminBrowser, create_superuser, in_thread
 
 HOUR = 3_600_000
@@ -277,3 +280,63 @@ async def test_admin_edit_validates_and_emits_updated(operator: AdminBrowser, ad
     row = next(j for j in (await reader.call("cron.list", {}))["jobs"] if j["id"] == job["id"])
     assert row["schedule"] == schedule and row["description"] == "from the admin", row
     assert event["nextRunAtMs"] == row["state"]["nextRunAtMs"]
+
+
+# --- the scheduler under plain daphne, with no client (README D11) -------------------------------------
+
+SEED_JOBS = """
+from cron import services
+from cron.models import CronJob
+from gateway.protocol.events import now_ms
+now = now_ms()
+missed = services.add_job({"name": "missed", "schedule": {"kind": "every", "everyMs": 3600000},
+                           "payload": {"kind": "systemEvent", "text": "missed"}}, now - 4 * 3600000)
+CronJob.objects.filter(pk=missed.pk).update(next_run_at_ms=now - 3 * 3600000)  # three slots missed while down
+services.add_job({"name": "soon", "schedule": {"kind": "at", "at": str(now + 2000)},
+                  "payload": {"kind": "systemEvent", "text": "soon"}}, now)
+"""
+
+READ_RUNS = """
+import json
+from cron.models import CronJob, CronRun
+runs = [(r.job_id.hex, r.status) for r in CronRun.objects.all()]
+jobs = {j.id.hex: [j.name, j.next_run_at_ms] for j in CronJob.objects.all()}
+print(json.dumps({"runs": runs, "jobs": jobs}))
+"""
+
+
+def manage_shell(env: dict[str, str], code: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=PROJECT_DIR, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+async def test_plain_daphne_fires_due_jobs_once_with_no_client_connected(tmp_path: Path) -> None:
+    env = gateway_env(tmp_path, secrets.token_hex(16))
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=PROJECT_DIR, env=env,
+                   capture_output=True, timeout=120, check=True)
+    manage_shell(env, SEED_JOBS)
+    port = free_port()
+    with open(tmp_path / "daphne.out", "wb") as out:
+        daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                   "anima_site.asgi:application"], cwd=PROJECT_DIR, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            state = json.loads(manage_shell(env, READ_RUNS).strip().splitlines()[-1])
+            if len(state["runs"]) >= 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        await asyncio.sleep(2)  # a catch-up per missed slot would show up now
+        state = json.loads(manage_shell(env, READ_RUNS).strip().splitlines()[-1])
+    finally:
+        daphne.terminate()
+        daphne.wait(15)
+    names = {job_id: name for job_id, (name, _) in state["jobs"].items()}
+    assert sorted(status for _, status in state["runs"]) == ["ok", "ok"], (state, (tmp_path / "daphne.out").read_text())
+    assert [names.get(job_id, "soon (deleted)") for job_id, _ in state["runs"]].count("missed") == 1, state
+    assert list(names.values()) == ["missed"], "the one-shot is deleted after its run"
+    missed_next = next(nxt for name, nxt in state["jobs"].values() if name == "missed")
+    assert missed_next > time.time() * 1000 + 3_000_000, "re-armed from now, not from the first missed slot"
