@@ -37,6 +37,7 @@ log = logging.getLogger("cron")
 MAX_SLEEP_MS = 60_000       # §5.3: re-check at least once a minute (clock jumps, missed nudges)
 MIN_SLEEP_MS = 50           # never spin while a due job is being claimed elsewhere
 CLAIM_BATCH = 32            # due candidates read per claim attempt
+RUN_TIMEOUT_GRACE_MS = 5_000
 RUN_POLL_S = 0.25           # waiting for an agent turn without a run manager (admin action)
 ANNOUNCE_HINT = "Reply with a short plain-text summary of the result."
 
@@ -115,7 +116,9 @@ async def agent_turn(c: Claim, clock: Clock, runs: RunManager | None) -> tuple[s
 
     session_key = f"agent:{c.agent_id or 'main'}:cron:{c.job_id}:run:{uuid.uuid4()}"
     run_id = f"cron-{c.token}"
-    params: dict[str, Any] = {"timeoutMs": c.timeout_ms, "thinking": c.payload.get("thinking"),
+    # The job's limit (execute) is the one that counts: it aborts the run; the run's own limit is
+    # only a backstop, a little later, so the outcome does not depend on which timer fires first.
+    params: dict[str, Any] = {"timeoutMs": c.timeout_ms + RUN_TIMEOUT_GRACE_MS, "thinking": c.payload.get("thinking"),
                               "model": c.payload.get("model")}
     prompt = turn_prompt(c, clock.now_ms())
     session = await sync_to_async(ensure_session)(session_key)

@@ -340,3 +340,23 @@ async def test_plain_daphne_fires_due_jobs_once_with_no_client_connected(tmp_pat
     assert list(names.values()) == ["missed"], "the one-shot is deleted after its run"
     missed_next = next(nxt for name, nxt in state["jobs"].values() if name == "missed")
     assert missed_next > time.time() * 1000 + 3_000_000, "re-armed from now, not from the first missed slot"
+
+
+async def test_agent_turn_over_its_time_limit_is_aborted_and_counted_as_an_error(admin: GatewayClient,
+                                                                                 client: Any) -> None:
+    reader = await client(READ)
+    job = await add(admin, agent_job("slow " * 2000, timeoutSeconds=1))  # ~12 s of echo streaming
+    assert await admin.call("cron.run", {"id": job["id"]}, timeout=60) == {"ok": True, "ran": True}
+    seen: dict[str, dict[str, Any]] = {}
+
+    async def collect() -> None:  # the run is aborted before the job's finished event: read both in one pass
+        while len(seen) < 2:
+            event = await reader.events.get()
+            payload = event.get("payload") or {}
+            if event.get("event") == "cron" and payload.get("jobId") == job["id"] and payload["action"] == "finished":
+                seen["finished"] = payload
+            elif event.get("event") == "chat.run.failed" and f":cron:{job['id']}:run:" in payload.get("sessionKey", ""):
+                seen["failed"] = payload
+    await asyncio.wait_for(collect(), 20)
+    assert (seen["finished"]["status"], seen["finished"]["error"]) == ("error", "cron: job execution timed out")
+    assert (seen["failed"]["state"], seen["failed"]["stopReason"]) == ("aborted", "timeout"), seen

@@ -292,3 +292,16 @@ async def test_reenabled_one_shot_fires_again_only_with_a_new_time() -> None:
     clock.now = (await reload(job)).next_run_at_ms
     await sched.tick()
     assert [r.run_at_ms for r in await runs_of(job)] == [job.next_run_at_ms, clock.now]
+
+
+async def test_run_log_keeps_the_newest_2000_entries_per_job() -> None:
+    clock = FakeClock(T0)
+    job = await add(clock, {"kind": "every", "everyMs": MINUTE})
+    other = await add(clock, {"kind": "every", "everyMs": MINUTE})
+    await sync_to_async(CronRun.objects.bulk_create)(
+        [CronRun(job_id=j.pk, ts=T0 + i, status="ok") for j in (job, other) for i in range(2005)])
+    claim = await sync_to_async(services.claim)(job.pk, "t", T0 + 5000, force=True)
+    await sync_to_async(services.finish)(claim, RunResult("ok", T0 + 5000, T0 + 6000))
+    kept = await runs_of(job)
+    assert len(kept) == services.RUN_LOG_KEEP and kept[0].ts == T0 + 6 and kept[-1].ts == T0 + 6000
+    assert len(await runs_of(other)) == 2005, "another job's log is untouched"
