@@ -213,6 +213,7 @@ class CronScheduler:
         self.ticks = 0
         self._nudged = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._manual: set[asyncio.Task] = set()
         if runtime is not None:
             runtime.hub.on(services.NUDGE, lambda message: self._nudged.set())
 
@@ -229,12 +230,20 @@ class CronScheduler:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="anima-cron")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Runs cut short here keep their lease until it lapses; then they are reaped as interrupted."""
+        tasks = [t for t in (self._task, *self._manual) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run_now(self, ref: str, mode: str) -> dict[str, Any]:
-        return await run_job(ref, mode, owner=self.owner, clock=self.clock, runs=self.runs)
+        """cron.run. The run is its own task: a caller that disconnects (its request task is
+        cancelled) does not cut the run short; the answer is simply not sent."""
+        task = asyncio.get_running_loop().create_task(
+            run_job(ref, mode, owner=self.owner, clock=self.clock, runs=self.runs), name=f"cron-run-{ref}")
+        self._manual.add(task)
+        task.add_done_callback(self._manual.discard)
+        return await asyncio.shield(task)
 
     async def tick(self) -> int | None:
         """Reap expired leases, run every due job (one at a time), return the next wake-up (ms).

@@ -175,9 +175,11 @@ async def test_update_merges_payload_fields_and_rebuilds_on_kind_change(admin: G
     assert to_main["payload"] == {"kind": "systemEvent", "text": "now a reminder"}, to_main
     assert "delivery" not in to_main, "a switch to main drops delivery"
 
-    bad = await call_error(admin, "cron.update", {"id": job["id"], "patch": {"schedule": {"kind": "cron", "expr": "x"}}})
+    bad = await call_error(admin, "cron.update",
+                           {"id": job["id"], "patch": {"schedule": {"kind": "cron", "expr": "x"}}})
     assert bad["reason"] == "INVALID_REQUEST", bad
-    assert (await admin.call("cron.list", {}))["jobs"], "the failed update changed nothing"
+    row = next(j for j in (await admin.call("cron.list", {}))["jobs"] if j["id"] == job["id"])
+    assert row["schedule"] == to_main["schedule"] and row["updatedAtMs"] == to_main["updatedAtMs"], row
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -360,3 +362,25 @@ async def test_agent_turn_over_its_time_limit_is_aborted_and_counted_as_an_error
     await asyncio.wait_for(collect(), 20)
     assert (seen["finished"]["status"], seen["finished"]["error"]) == ("error", "cron: job execution timed out")
     assert (seen["failed"]["state"], seen["failed"]["stopReason"]) == ("aborted", "timeout"), seen
+
+
+async def test_run_survives_its_caller_disconnecting(client: Any, admin: GatewayClient) -> None:
+    reader = await client(READ)
+    caller = await client(ADMIN)
+    job = await add(admin, agent_job("slow " * 300))  # ~2 s of echo streaming
+    pending = asyncio.ensure_future(caller.request("cron.run", {"id": job["id"]}, timeout=60))
+    await cron_event(reader, job["id"], "started")
+    await caller.close()
+    pending.cancel()
+    finished = await cron_event(reader, job["id"], "finished")
+    assert finished["status"] == "ok", finished
+
+
+async def test_admin_run_now_of_an_agent_turn_is_run_by_the_gateway(operator: AdminBrowser, admin: GatewayClient,
+                                                                    client: Any) -> None:
+    reader = await client(READ)
+    job = await add(admin, agent_job("from the console"))
+    page = await in_thread(admin_action, operator, "run_now", job["id"])
+    assert f"{job['name']}: ran" in [m.lower() for m in page.said("success")], page.messages
+    finished = await cron_event(reader, job["id"], "finished")
+    assert finished["status"] == "ok" and "from the console" in finished["summary"], finished

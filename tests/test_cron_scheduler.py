@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from cron import services
 from cron.models import CronJob, CronRun
 from cron.scheduler import CronScheduler, execute
-from cron.services import BACKOFF_MS, Claim, RunResult
+from cron.services import BACKOFF_MS, RunResult
 from gateway.models import SystemEvent
 from gateway.protocol.events import GROUP
 
