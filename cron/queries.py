@@ -12,6 +12,9 @@ from .models import CronJob, CronRun
 from .services import next_wake_ms, spec_of
 
 
+DEFAULT_RETENTION_MS = 24 * 3600_000
+
+
 def scheduler_enabled() -> bool:
     """Off with ANIMA_SKIP_CRON or config `cron.enabled: false` (§5.3); CRUD works regardless."""
     if settings.ANIMA_SKIP_CRON:
@@ -19,6 +22,20 @@ def scheduler_enabled() -> bool:
     from gateway.config import config_value
 
     return config_value("cron.enabled", True) is not False
+
+
+def session_retention_ms() -> int | None:
+    """Config `cron.sessionRetention` (default 24h; false: keep run sessions forever)."""
+    from gateway.config import config_value
+    from gateway.methods.system import duration_ms
+
+    value = config_value("cron.sessionRetention", "24h")
+    if value is False:
+        return None
+    try:
+        return duration_ms(str(value)) or None
+    except ValueError:
+        return DEFAULT_RETENTION_MS
 
 
 def job_payload(job: CronJob) -> dict[str, Any]:

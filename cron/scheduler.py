@@ -38,6 +38,7 @@ MAX_SLEEP_MS = 60_000       # §5.3: re-check at least once a minute (clock jump
 MIN_SLEEP_MS = 50           # never spin while a due job is being claimed elsewhere
 CLAIM_BATCH = 32            # due candidates read per claim attempt
 RUN_TIMEOUT_GRACE_MS = 5_000
+SWEEP_EVERY_MS = 5 * 60_000  # §5.3: old cron run sessions are swept at most this often
 RUN_POLL_S = 0.25           # waiting for an agent turn without a run manager (admin action)
 ANNOUNCE_HINT = "Reply with a short plain-text summary of the result."
 
@@ -214,6 +215,7 @@ class CronScheduler:
         self._nudged = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._manual: set[asyncio.Task] = set()
+        self._swept_at = -SWEEP_EVERY_MS  # the first tick sweeps
         if runtime is not None:
             runtime.hub.on(services.NUDGE, lambda message: self._nudged.set())
 
@@ -256,11 +258,17 @@ class CronScheduler:
         return wake
 
     def _begin(self) -> tuple[Claim | None, int | None]:
-        from .queries import scheduler_enabled
+        from .queries import scheduler_enabled, session_retention_ms
 
         if not scheduler_enabled():
             return None, None
-        services.reap(self.clock.now_ms())
+        now = self.clock.now_ms()
+        services.reap(now)
+        if now - self._swept_at >= SWEEP_EVERY_MS:
+            self._swept_at = now
+            retention = session_retention_ms()
+            if retention is not None:
+                services.sweep_run_sessions(now, retention)
         return self._step()
 
     def _step(self) -> tuple[Claim | None, int | None]:

@@ -345,6 +345,26 @@ def reap(now_ms: int, *, everything: bool = False) -> int:
     return reaped
 
 
+# --- old run sessions (§5.3 step 7) ---------------------------------------------------------------
+
+def sweep_run_sessions(now_ms: int, retention_ms: int) -> int:
+    """Delete isolated cron runs' own sessions (`…:cron:<job>:run:<uuid>`) untouched for longer
+    than the retention, through the sessions.delete write (transcripts archived); never one
+    with a run still queued or running."""
+    from gateway.chat.sessions import delete_row
+    from gateway.models import Run, Session
+    from gateway.runs.services import ACTIVE
+
+    old = list(Session.objects.filter(key__regex=r":cron:[^:]+:run:", updated_at_ms__lt=now_ms - retention_ms)
+               .order_by().values_list("key", flat=True)[:500])
+    busy = set(Run.objects.filter(session_key__in=old, status__in=ACTIVE).values_list("session_key", flat=True))
+    swept = 0
+    for key in old:
+        if key not in busy and delete_row(key, True)["deleted"]:
+            swept += 1
+    return swept
+
+
 # --- reads the scheduler needs --------------------------------------------------------------------
 
 def next_wake_ms() -> int | None:

@@ -305,3 +305,19 @@ async def test_run_log_keeps_the_newest_2000_entries_per_job() -> None:
     kept = await runs_of(job)
     assert len(kept) == services.RUN_LOG_KEEP and kept[0].ts == T0 + 6 and kept[-1].ts == T0 + 6000
     assert len(await runs_of(other)) == 2005, "another job's log is untouched"
+
+
+async def test_old_cron_run_sessions_are_swept_after_the_retention() -> None:
+    from gateway.chat.transcripts import ensure_session
+    from gateway.models import Session
+
+    clock = FakeClock(T0 + 48 * HOUR)
+    keys = {"old": "agent:main:cron:j1:run:a", "fresh": "agent:main:cron:j1:run:b", "base": "agent:main:cron:j1",
+            "chat": "agent:main:elsewhere"}
+    for name, key in keys.items():
+        await sync_to_async(ensure_session)(key)
+        age = 0 if name == "fresh" else 25 * HOUR
+        await sync_to_async(Session.objects.filter(key=key).update)(updated_at_ms=clock.now - age)
+    await CronScheduler(clock=clock).tick()
+    left = set(await sync_to_async(lambda: list(Session.objects.values_list("key", flat=True)))())
+    assert keys["old"] not in left and {keys["fresh"], keys["base"], keys["chat"]} <= left, left
