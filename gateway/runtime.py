@@ -55,6 +55,9 @@ class GatewayRuntime:
         self.nodes = NodeRegistry(self)
         self.approvals = ApprovalWaiters(self)
         self.runs = RunManager(self)
+        from cron.scheduler import CronScheduler
+
+        self.cron = CronScheduler(self)
         self._started: asyncio.Future | None = None
         self._tasks: list[asyncio.Task] = []
         self.stopping = False
@@ -102,6 +105,7 @@ class GatewayRuntime:
             await sync_to_async(expire_all_leases)()
         self._spawn("runs", 10, self.runs.maintain, initial=True)
         self._spawn("health", settings.ANIMA_HEALTH_REFRESH_MS / 1000, self.health.refresh, initial=True)
+        await self.cron.start()
         log.info("gateway runtime started (process slot %d)", self.slots.slot)
 
     def _spawn(self, name: str, every_s: float, job: Callable[[], Awaitable[Any]], initial: bool = False) -> None:
@@ -145,6 +149,7 @@ class GatewayRuntime:
             else:  # still in the handshake: no events yet, only the close
                 conn.close_soon(1012, "service restart")
         await asyncio.gather(*(c.drain() for c in conns), return_exceptions=True)
+        await self.cron.stop()
         await self.runs.stop()
         for task in self._tasks:
             task.cancel()
