@@ -10,8 +10,6 @@ import pytest
 from gateway.client import GatewayClient
 from tests.support import ADMIN, GatewayServer, start_gateway
 
-NOT_IMPLEMENTED_KEY = pytest.StashKey[list]()
-
 ClientFactory = Callable[..., Awaitable[GatewayClient]]
 
 
@@ -105,12 +103,3 @@ async def inprocess_app(transactional_db: None, settings: Any) -> AsyncIterator[
     application = build_application(runtime, get_asgi_application())
     yield application, runtime
     await runtime.shutdown()
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    missing = config.stash.get(NOT_IMPLEMENTED_KEY, None)
-    if missing is None:
-        return
-    terminalreporter.section(f"seed methods not implemented yet ({len(missing)})")
-    for name in missing:
-        terminalreporter.write_line(f"  {name}")

@@ -1,16 +1,12 @@
 """The method registry holds exactly the seed's 109 methods, each with its scope class
-(STYLE.md pattern 3), and every method without a handler yet answers 503 honestly."""
+(STYLE.md pattern 3), each with its own handler (tests/test_method_smoke.py calls them all)."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 
 from gateway.methods.seed import SEED_METHODS
-from gateway.protocol.registry import ADMIN, APPROVALS, NODE, PAIRING, READ, REGISTRY, WRITE, unimplemented_methods
-from tests.conftest import NOT_IMPLEMENTED_KEY
-from tests.support import ADMIN as ADMIN_SCOPES
+from gateway.protocol.registry import ADMIN, APPROVALS, NODE, PAIRING, READ, REGISTRY, WRITE
 
 # seed-api.txt, transcribed independently of gateway/methods/seed.py (`connect` is not a method).
 EXPECTED: dict[str, str] = {
@@ -77,39 +73,3 @@ def test_known_methods_have_their_seed_scope(name: str, scope: str) -> None:
 
 def test_registry_keys_match_the_registered_names() -> None:
     assert all(spec.name == name for name, spec in REGISTRY.items())
-
-
-def test_unimplemented_methods_are_sorted_seed_methods() -> None:
-    missing = unimplemented_methods()
-    assert missing == sorted(missing)
-    assert set(missing) <= set(EXPECTED)
-    assert all(not REGISTRY[name].implemented for name in missing)
-
-
-async def test_not_implemented_list(client, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture) -> None:
-    """Prints which seed methods still lack a handler, and checks each answers 503 over a real
-    socket: admin operators for operator methods, a node-role connection for node methods."""
-    missing = unimplemented_methods()
-    request.config.stash[NOT_IMPLEMENTED_KEY] = missing  # repeated in the terminal summary
-    report = f"seed methods not implemented yet ({len(missing)}): " + ", ".join(missing)
-    print(report)
-    with capsys.disabled():
-        print("\n" + report)
-
-    implemented = set(EXPECTED) - set(missing)
-    assert {"health", "status", "system-presence", "device.pair.list"} <= implemented
-
-    admin = await client(ADMIN_SCOPES)
-    node = await client([], role="node")
-    operator_methods = [m for m in missing if EXPECTED[m] != NODE]
-    node_methods = [m for m in missing if EXPECTED[m] == NODE]
-    frames = await asyncio.gather(*(admin.request(m, {}) for m in operator_methods),
-                                  *(node.request(m, {}) for m in node_methods))
-    for name, frame in zip(operator_methods + node_methods, frames):
-        assert frame["ok"] is False, f"{name} answered ok although it is listed as not implemented"
-        error = frame["error"]
-        assert (error["code"], error["reason"]) == (503, "UNAVAILABLE"), (name, error)
-        assert "not implemented yet" in error["message"], (name, error)
-        assert name in error["message"]
-    # neither connection was harmed by 100-odd 503s
-    assert (await admin.call("health"))["ok"] is True

@@ -1,10 +1,7 @@
-"""Every RPC method group. Importing this package registers all handlers; seed methods without
-a handler yet are then registered as "not implemented yet"."""
+"""Every RPC method group. Importing this package registers all handlers."""
 
-from . import agent, chat, config, logs, providers, sessions, system  # noqa: F401
-from . import browser, outbound, skills, speech, update  # noqa: F401  (issue 6 part B)
-from . import agents, anima, wizard  # noqa: F401  (operations, part A)
-from .seed import register_pending
+from . import agent, agents, anima, browser, chat, config, logs, outbound, providers, sessions  # noqa: F401
+from . import skills, speech, system, update, wizard  # noqa: F401
 
 
 def _register_other_apps() -> None:
@@ -13,4 +10,3 @@ def _register_other_apps() -> None:
 
 
 _register_other_apps()
-register_pending()

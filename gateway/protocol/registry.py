@@ -45,7 +45,6 @@ class MethodSpec:
     scope: str
     params: type[Params]
     handler: Handler
-    implemented: bool = True
 
 
 REGISTRY: dict[str, MethodSpec] = {}
@@ -56,24 +55,8 @@ def method(name: str, *, scope: str, params: type[Params] = NoParams) -> Callabl
     assert scope in SCOPE_CLASSES, scope
 
     def register(handler: Handler) -> Handler:
-        existing = REGISTRY.get(name)
-        assert existing is None or not existing.implemented, f"method {name} registered twice"
+        assert name not in REGISTRY, f"method {name} registered twice"
         REGISTRY[name] = MethodSpec(name, scope, params, handler)
         return handler
 
     return register
-
-
-def not_implemented(name: str, scope: str) -> None:
-    """A seed method whose issue has not landed: it exists, is authorised, and answers 503."""
-    from .errors import unavailable
-
-    async def handler(ctx: CallContext, params: Any) -> Any:
-        raise unavailable(f"{name} is not implemented yet")
-
-    if name not in REGISTRY:
-        REGISTRY[name] = MethodSpec(name, scope, NoParams, handler, implemented=False)
-
-
-def unimplemented_methods() -> list[str]:
-    return sorted(name for name, spec in REGISTRY.items() if not spec.implemented)
