@@ -9,7 +9,7 @@ import pytest
 
 from gateway.client import GatewayClient
 from tests.multiproc_util import Cluster, missing_services
-from tests.support import PROJECT_DIR, PYTHON, GatewayServer, start_gateway
+from tests.support import PROJECT_DIR, PYTHON, GatewayServer, free_port, start_gateway
 
 
 def gateway_call(server: GatewayServer, *args: str) -> subprocess.CompletedProcess:
@@ -100,3 +100,37 @@ def test_serve_refuses_an_unmigrated_shared_database_with_the_command_to_run() -
     finally:
         cluster.drop_database()
         cluster.remove_work_dir()
+
+
+async def test_gateway_call_and_the_banner_follow_a_token_set_in_the_config() -> None:
+    """The config document wins over the environment (the wizard writes gateway.auth.token):
+    `gateway call` without --token, and the start-up banner, use the token in force."""
+    server = start_gateway()
+    try:
+        admin = await GatewayClient.connect(server.url, token=server.token, scopes=["operator.admin"])
+        try:
+            base = (await admin.call("config.get"))["hash"]
+            await admin.call("config.set", {"path": "gateway.auth.token", "value": "token-from-the-config-0123",
+                                            "baseHash": base})
+        finally:
+            await admin.close()
+        done = gateway_call(server, "health", "--url", server.url)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert json.loads(done.stdout)["ok"] is True
+        stale = gateway_call(server, "health", "--url", server.url, "--token", server.token)
+        assert stale.returncode == 2 and "TOKEN_MISMATCH" in stale.stdout, stale.stdout
+
+    finally:
+        server.stop()
+
+    restarted = subprocess.Popen([PYTHON, "manage.py", "gateway", "serve", "--port", str(free_port())],
+                                 cwd=PROJECT_DIR, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, start_new_session=True)
+    try:
+        lines = [restarted.stdout.readline() for _ in range(3)]
+    finally:
+        restarted.kill()
+        restarted.wait()
+    token_line = next((line for line in lines if line.startswith("token:")), "")
+    assert "token-from-the-config-0123" in token_line and "gateway.auth.token" in token_line, lines
+    assert server.token not in "".join(lines)

@@ -54,14 +54,19 @@ class Command(BaseCommand):
     def serve(self, bind: str, port: int, quiet: bool) -> None:
         self.check_port_free(bind, port)
         self.ensure_migrated()
-        token = self.ensure_secret(bind)
+        self.ensure_secret(bind)
         if not quiet:
+            from gateway.protocol.handshake import auth_mode, auth_setting
+
             host = f"[{bind}]" if ":" in bind else bind
             self.stdout.write(f"ANIMA gateway on ws://{host}:{port}  (v3 dialect: ws://{host}:{port}/v3)")
-            if token:
-                self.stdout.write(f"token:  {token}")
-            elif settings.ANIMA_GATEWAY_PASSWORD:
-                self.stdout.write("auth:   password (ANIMA_GATEWAY_PASSWORD)")
+            # The config document wins over the environment and the token file (the wizard sets it).
+            mode, token = auth_mode(), auth_setting("token")
+            if mode == "token" and token:
+                where = "" if token == settings.ANIMA_GATEWAY_TOKEN else "  (gateway.auth.token in the config)"
+                self.stdout.write(f"token:  {token}{where}")
+            elif mode == "password":
+                self.stdout.write("auth:   password (ANIMA_GATEWAY_PASSWORD or gateway.auth.password)")
             self.stdout.write(f"admin:  http://{host}:{port}/admin/   "
                               "(create a login: .venv/bin/python manage.py createsuperuser)")
             self.stdout.flush()
@@ -121,12 +126,15 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"--params is not JSON: {exc}") from None
         url = options["url"] or f"ws://{settings.ANIMA_GATEWAY_BIND}:{settings.ANIMA_GATEWAY_PORT}"
-        token = options["token"] or settings.ANIMA_GATEWAY_TOKEN or None
+        from gateway.protocol.handshake import auth_setting
+
+        # The secret in force: the config document's, else the environment's (or the token file's).
+        token = options["token"] or auth_setting("token") or None
+        password = options["password"] or auth_setting("password") or None
         scopes = options["scopes"].split(",") if options["scopes"] else None
 
         async def run() -> tuple[int, Any]:
-            client = await GatewayClient.connect(url, token=token, scopes=scopes,
-                                                 password=options["password"] or settings.ANIMA_GATEWAY_PASSWORD or None)
+            client = await GatewayClient.connect(url, token=token, scopes=scopes, password=password)
             try:
                 frame = await client.request(options["method"], params, timeout=options["timeout"])
             finally:
