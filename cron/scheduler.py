@@ -62,6 +62,13 @@ def process_owner() -> str:
 
 # --- executing one claimed run (§5.4) ----------------------------------------------------------------
 
+def agent_of(c: Claim) -> str:
+    """The job's agent, else the default agent (agents.list's default, else `main`; §5.1)."""
+    from gateway.chat.keys import default_agent_id, normalize_agent_id
+
+    return normalize_agent_id(c.agent_id) if c.agent_id else default_agent_id()
+
+
 async def system_event(c: Claim) -> tuple[str, str]:
     """Queue the text for the next turn of the agent's main session: (status, error).
     wakeMode "now" and "next-heartbeat" both only enqueue: this gateway has no heartbeat runner
@@ -72,7 +79,7 @@ async def system_event(c: Claim) -> tuple[str, str]:
     text = str(c.payload.get("text") or "").strip()
     if not text:
         return CronJob.Status.SKIPPED, "main job requires non-empty systemEvent text"
-    await sync_to_async(enqueue_system_event)(text, main_key(c.agent_id or "main"))
+    await sync_to_async(enqueue_system_event)(text, main_key(agent_of(c)))
     return CronJob.Status.OK, ""
 
 
@@ -115,7 +122,7 @@ async def agent_turn(c: Claim, clock: Clock, runs: RunManager | None) -> tuple[s
     from gateway.chat.transcripts import ensure_session
     from gateway.runs import services as run_services
 
-    session_key = f"agent:{c.agent_id or 'main'}:cron:{c.job_id}:run:{uuid.uuid4()}"
+    session_key = f"agent:{agent_of(c)}:cron:{c.job_id}:run:{uuid.uuid4()}"
     run_id = f"cron-{c.token}"
     # The job's limit (execute) is the one that counts: it aborts the run; the run's own limit is
     # only a backstop, a little later, so the outcome does not depend on which timer fires first.
@@ -137,13 +144,35 @@ async def agent_turn(c: Claim, clock: Clock, runs: RunManager | None) -> tuple[s
     summary = await sync_to_async(reply_text)(session_key)
     if run.status != "ok":
         return CronJob.Status.ERROR, run.error or f"agent run {run.status}", summary, session_id, session_key
+    error = ""
     if (c.delivery or {}).get("mode") == "announce" and summary and summary != "HEARTBEAT_OK":
-        # No outbound channel delivers here, so the summary goes to the main session (§5.4).
-        from gateway.chat.keys import main_key
-        from gateway.services import enqueue_system_event
+        error = await announce(c, summary, run_id)
+    return (CronJob.Status.ERROR if error else CronJob.Status.OK), error, summary, session_id, session_key
 
-        await sync_to_async(enqueue_system_event)(f"Cron: {summary}", main_key(c.agent_id or "main"))
-    return CronJob.Status.OK, "", summary, session_id, session_key
+
+async def announce(c: Claim, summary: str, run_id: str) -> str:
+    """Deliver the summary to delivery.channel/to through the outbound channels (§5.4); the error
+    that fails the job, or "". Without a target (there is no "last route" here) or when a
+    best-effort delivery fails, the summary goes to the agent's main session instead."""
+    from gateway.chat.keys import main_key
+    from gateway.outbound.services import MessageRequest, send
+    from gateway.protocol.errors import GatewayError
+    from gateway.services import enqueue_system_event
+
+    delivery = c.delivery or {}
+    channel, to = (delivery.get("channel") or "").strip(), (delivery.get("to") or "").strip()
+    prefix = "Cron"
+    if channel or to:
+        try:
+            await send(MessageRequest(to=to, text=summary, media_urls=[], channel=channel or None, account_id=None,
+                                      session_key=None, idempotency_key=f"{run_id}:announce"))
+            return ""
+        except GatewayError as exc:
+            if not delivery.get("bestEffort"):
+                return f"delivery failed: {exc.message}"
+            prefix = "Cron (error)"
+    await sync_to_async(enqueue_system_event)(f"{prefix}: {summary}", main_key(agent_of(c)))
+    return ""
 
 
 async def execute(c: Claim, clock: Clock, runs: RunManager | None) -> RunResult:

@@ -85,7 +85,11 @@ def zone(name: str | None) -> ZoneInfo:
 # --- at -----------------------------------------------------------------------------------------------------
 
 def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    except (OverflowError, OSError, ValueError):  # beyond year 9999: say the number instead
+        return f"{ms} ms since the epoch"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_at(value: Any) -> int:

@@ -20,6 +20,11 @@ from .schedules import iso_ms
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 NAME_MAX = 200
 RUNS_LIMIT_MAX = 5000
+# Upper bounds keep every stored number inside a 64-bit column and every instant printable.
+EVERY_MAX_MS = 10 * 365 * 24 * 3600 * 1000   # ten years, like the furthest `at`
+EPOCH_MAX_MS = 2**53                         # JSON-safe integer
+TIMEOUT_MAX_S = 7 * 24 * 3600                # a week
+TEXT_MAX = 100_000                           # system-event text and agent-turn message
 
 
 # --- the job document -----------------------------------------------------------------------------
@@ -31,8 +36,8 @@ class AtSchedule(Params):
 
 class EverySchedule(Params):
     kind: Literal["every"]
-    every_ms: Annotated[int, Field(ge=1)]
-    anchor_ms: Annotated[int, Field(ge=0)] | None = None
+    every_ms: Annotated[int, Field(ge=1, le=EVERY_MAX_MS)]
+    anchor_ms: Annotated[int, Field(ge=0, le=EPOCH_MAX_MS)] | None = None
 
 
 class CronSchedule(Params):
@@ -43,15 +48,15 @@ class CronSchedule(Params):
 
 class SystemEventPayload(Params):
     kind: Literal["systemEvent"]
-    text: str
+    text: Annotated[str, StringConstraints(max_length=TEXT_MAX)]
 
 
 class AgentTurnPayload(Params):
     kind: Literal["agentTurn"]
-    message: NonEmpty
+    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TEXT_MAX)]
     model: NonEmpty | None = None
     thinking: str | None = None
-    timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=TIMEOUT_MAX_S)] | None = None
     allow_unsafe_external_content: bool | None = None
 
 

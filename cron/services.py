@@ -160,6 +160,8 @@ def update_job(ref: str, patch: dict[str, Any], now_ms: int) -> CronJob:
         job.last_status = ""  # a one-shot given a new time may fire again
     if not job.enabled:
         job.next_run_at_ms = None  # a run in flight keeps its lease: its result is still recorded
+    elif job.schedule_kind == CronJob.Kind.AT and job.last_status:
+        job.next_run_at_ms = None  # a one-shot that ran never fires again (§5.3): only a new `at` re-arms it
     elif schedule_changed or enabled_changed or job.next_run_at_ms is None:
         job.next_run_at_ms = natural_next(job, now_ms)
     job.updated_at_ms = now_ms

@@ -92,6 +92,9 @@ async def test_add_reports_each_bad_field_with_its_json_path(admin: GatewayClien
     ({"kind": "at", "at": iso_in(-120)}, "in the past"),
     ({"kind": "at", "at": iso_in(11 * 365 * 86400)}, "too far in the future"),
     ({"kind": "every", "everyMs": 0}, "everyMs"),
+    ({"kind": "every", "everyMs": 2**63}, "/schedule/everyMs"),  # beyond any column: 400, not 500
+    ({"kind": "every", "everyMs": 60_000, "anchorMs": 2**62}, "/schedule/anchorMs"),
+    ({"kind": "at", "at": "99999999999999999999"}, "too far in the future"),
     ({"kind": "weekly"}, "schedule"),
 ])
 async def test_add_rejects_bad_schedules(admin: GatewayClient, schedule: dict[str, Any], says: str) -> None:
@@ -113,11 +116,22 @@ async def test_add_accepts_an_at_up_to_a_minute_in_the_past(admin: GatewayClient
     ({"delivery": {"mode": "announce"}}, "only supported for sessionTarget=\"isolated\""),
     ({"wakeMode": "later"}, "/wakeMode"),
     ({"payload": {"kind": "agentTurn", "message": "x", "timeoutSeconds": 0}}, "/payload"),
+    ({"payload": {"kind": "agentTurn", "message": "x", "timeoutSeconds": 10**12}}, "/payload"),
+    ({"payload": {"kind": "systemEvent", "text": "x" * 100_001}}, "/payload"),
 ])
 async def test_add_rejects_inconsistent_jobs(admin: GatewayClient, params: dict[str, Any], says: str) -> None:
     error = await call_error(admin, "cron.add", system_job(**params))
     assert (error["code"], error["reason"]) == (400, "INVALID_REQUEST"), error
     assert says in error["message"], error
+
+
+async def test_update_with_an_out_of_range_interval_is_400_and_keeps_the_job(admin: GatewayClient) -> None:
+    job = await add(admin, system_job(schedule={"kind": "every", "everyMs": 60_000}))
+    error = await call_error(admin, "cron.update", {"id": job["id"],
+                                                    "patch": {"schedule": {"kind": "every", "everyMs": 2**63 - 1}}})
+    assert (error["code"], error["reason"]) == (400, "INVALID_REQUEST"), error
+    listed = [j for j in (await admin.call("cron.list", {"includeDisabled": True}))["jobs"] if j["id"] == job["id"]]
+    assert listed and listed[0]["schedule"]["everyMs"] == 60_000
 
 
 async def test_add_normalises_lenient_input(admin: GatewayClient) -> None:
@@ -201,6 +215,30 @@ async def test_agent_turn_job_runs_through_the_chat_run_machinery(admin: Gateway
 
     entries = (await reader.call("cron.runs", {"id": job["id"]}))["entries"]
     assert [(e["status"], e["sessionKey"]) for e in entries] == [("ok", key)], entries
+
+
+async def test_announce_delivers_the_summary_through_an_outbound_channel(admin: GatewayClient) -> None:
+    marker = uid()
+    job = await add(admin, {**agent_job(f"report {marker}"), "delivery": {"mode": "announce", "channel": "log",
+                                                                         "to": "ops-room"}})
+    await admin.call("cron.run", {"id": job["id"]}, timeout=60)
+    entries = (await admin.call("cron.runs", {"id": job["id"]}))["entries"]
+    assert [e["status"] for e in entries] == ["ok"], entries
+    lines = (await admin.call("logs.tail", {"limit": 200}))["lines"]
+    assert any(marker in line and "ops-room" in line for line in lines), lines[-5:]
+
+
+@pytest.mark.parametrize(("best_effort", "status"), [(False, "error"), (True, "ok")])
+async def test_announce_to_an_unknown_channel_fails_the_job_unless_best_effort(admin: GatewayClient,
+                                                                               best_effort: bool,
+                                                                               status: str) -> None:
+    job = await add(admin, {**agent_job("report"), "delivery": {"mode": "announce", "channel": "nosuchchannel",
+                                                                "to": "x", "bestEffort": best_effort}})
+    await admin.call("cron.run", {"id": job["id"]}, timeout=60)
+    entries = (await admin.call("cron.runs", {"id": job["id"]}))["entries"]
+    assert [e["status"] for e in entries] == [status], entries
+    if status == "error":
+        assert "delivery failed" in entries[0]["error"] and "nosuchchannel" in entries[0]["error"], entries
 
 
 async def test_failing_agent_turn_counts_an_error_and_backs_off(admin: GatewayClient) -> None:

@@ -286,7 +286,8 @@ async def test_reenabled_one_shot_fires_again_only_with_a_new_time() -> None:
     sched = CronScheduler(clock=clock)
     clock.now = job.next_run_at_ms
     await sched.tick()
-    await sync_to_async(services.update_job)(str(job.pk), {"enabled": True}, clock.now)
+    enabled = await sync_to_async(services.update_job)(str(job.pk), {"enabled": True}, clock.now)
+    assert enabled.enabled and enabled.next_run_at_ms is None, "it says it will not run, not a past time"
     assert await sched.tick() is None, "a one-shot that ran is not re-armed by enabling it"
     await sync_to_async(services.update_job)(str(job.pk), {"schedule": {"at": "2026-05-28T23:00:00Z"}}, clock.now)
     clock.now = (await reload(job)).next_run_at_ms
