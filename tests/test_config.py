@@ -73,11 +73,11 @@ def test_env_references_resolve_and_survive_a_write() -> None:
 
 def test_redaction_uses_the_schema_and_names_in_open_sections() -> None:
     document = {"models": {"providers": {"local": {"apiKey": "k1", "baseUrl": "http://127.0.0.1"}}},
-                "channels": {"webhook": {"secretToken": "k2", "maxTokens": 5}},
+                "channels": {"telegram": {"secretToken": "k2", "maxTokens": 5}},
                 "agents": {"defaults": {"contextTokens": 1000}}}
     redacted = doc.redact(document)
     assert redacted["models"]["providers"]["local"] == {"apiKey": SENTINEL, "baseUrl": "http://127.0.0.1"}
-    assert redacted["channels"]["webhook"] == {"secretToken": SENTINEL, "maxTokens": 5}
+    assert redacted["channels"]["telegram"] == {"secretToken": SENTINEL, "maxTokens": 5}
     assert redacted["agents"] == document["agents"]
     text = doc.redact_text(doc.serialize(redacted), doc.secrets_in(document))
     assert "k1" not in text and "k2" not in text
@@ -97,7 +97,12 @@ def test_validation_names_unknown_keys_by_pointer() -> None:
     assert "/agents/defaults/echo/chunkChars" in by_pointer
     assert validate({"talk": {"voiceId": None}})[0]["pointer"] == "/talk/voiceId", "null is not a value"
     assert validate({"$schema": "x", "agents": {"list": [{"id": "a"}], "defaults": {"echo": {"chunkDelayMs": 0}}},
-                     "channels": {"log": {"anything": True}}}) == []
+                     "channels": {"whatsapp": {"anything": True}}}) == [], "other channel ids stay open"
+    # the built-in adapters' keys are checked: a typo or a wrong value is named, not ignored
+    by_pointer = {p["pointer"]: p["message"] for p in validate(
+        {"channels": {"log": {"enabeld": False}, "webhook": {"url": "not a url", "retries": 9, "timeoutMs": "x"}}})}
+    assert by_pointer["/channels/log/enabeld"] == "unknown key"
+    assert {"/channels/webhook/url", "/channels/webhook/retries", "/channels/webhook/timeoutMs"} <= set(by_pointer)
 
 
 def test_schema_references_resolve() -> None:

@@ -454,6 +454,37 @@ class TrustedProxyAuth(Section):
     allow_loopback: bool | None = None
 
 
+class WebhookAccount(Section):
+    """One webhook target (`channels.webhook`, or an account under its `accounts`)."""
+    enabled: bool | None = None
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+", description="http(s) URL the POST goes to.")
+    headers: dict[str, str] | None = None
+    timeout_ms: int | None = Field(default=None, ge=1, le=30_000)
+    retries: int | None = Field(default=None, ge=0, le=5)
+    retry_delay_ms: int | None = Field(default=None, ge=0, le=5_000)
+
+
+class WebhookChannel(WebhookAccount):
+    accounts: dict[str, WebhookAccount] | None = None
+
+
+class LogAccount(Section):
+    enabled: bool | None = None
+
+
+class LogChannel(LogAccount):
+    accounts: dict[str, LogAccount] | None = None
+
+
+class Channels(Section):
+    """The built-in adapters are checked key by key; other channel ids (from ANIMA configs) are
+    kept as open objects."""
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Open]
+    log: LogChannel | None = None
+    webhook: WebhookChannel | None = None
+
+
 class GatewayAuth(Section):
     mode: Literal["none", "token", "password", "trusted-proxy"] | None = None
     token: str | None = secret("Shared token (falls back to ANIMA_GATEWAY_TOKEN).")
@@ -551,7 +582,7 @@ class AnimaConfig(Section):
     approvals: Open | None = None
     session: Session | None = None
     web: Open | None = None
-    channels: Open | None = Field(default=None, description="Channel adapters by id (log, webhook, …).")
+    channels: Channels | None = Field(default=None, description="Channel adapters by id (log, webhook, …).")
     cron: Cron | None = None
     hooks: Open | None = None
     discovery: Open | None = None
@@ -667,8 +698,6 @@ def base_schema() -> dict[str, Any]:
     schema = _to_draft07(AnimaConfig.model_json_schema(by_alias=True, schema_generator=_Draft07))
     schema.pop("description", None)
     schema["properties"].pop("$schema", None)  # editor-only
-    schema["properties"]["channels"] = {"type": "object", "properties": {}, "additionalProperties": True,
-                                        "description": "Channel adapters by id (log, webhook, …)."}
     return {"$schema": "http://json-schema.org/draft-07/schema#", "title": "AnimaConfig", **schema}
 
 
