@@ -161,6 +161,9 @@ def test_enable_disable_and_provider_preferences(no_espeak: None) -> None:
 def test_espeak_is_the_default_provider_where_it_is_installed(fake_espeak: Path) -> None:
     assert tts.status()["provider"] == "espeak" and tts.status()["espeakAvailable"] is True
     assert {p["id"]: p["configured"] for p in tts.providers()["providers"]}["espeak"] is True
+    available = {p["id"]: p["available"] for p in tts.providers()["providers"]}
+    assert available == {"openai": False, "elevenlabs": False, "edge": False, "espeak": True}, \
+        "only the local engine can really convert here"
 
 
 def test_an_unknown_provider_is_400() -> None:

@@ -91,13 +91,16 @@ def status() -> dict[str, Any]:
 
 
 def providers() -> dict[str, Any]:
+    # `configured` keeps ANIMA's meaning (a key, or not disabled); `available` says whether this
+    # gateway can really convert with it, which only the local espeak engine can.
+    espeak_ready = configured("espeak")
     return {"providers": [
-        {"id": "openai", "name": NAMES["openai"], "configured": configured("openai"), "models": OPENAI_MODELS,
-         "voices": OPENAI_VOICES},
-        {"id": "elevenlabs", "name": NAMES["elevenlabs"], "configured": configured("elevenlabs"),
+        {"id": "openai", "name": NAMES["openai"], "configured": configured("openai"), "available": False,
+         "models": OPENAI_MODELS, "voices": OPENAI_VOICES},
+        {"id": "elevenlabs", "name": NAMES["elevenlabs"], "configured": configured("elevenlabs"), "available": False,
          "models": ELEVENLABS_MODELS},
-        {"id": "edge", "name": NAMES["edge"], "configured": configured("edge"), "models": []},
-        {"id": "espeak", "name": NAMES["espeak"], "configured": configured("espeak"), "models": [],
+        {"id": "edge", "name": NAMES["edge"], "configured": configured("edge"), "available": False, "models": []},
+        {"id": "espeak", "name": NAMES["espeak"], "configured": espeak_ready, "available": espeak_ready, "models": [],
          "binary": os.path.basename(espeak_binary() or "") or None},
     ], "active": effective().provider}
 
