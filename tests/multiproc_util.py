@@ -16,9 +16,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from websockets.asyncio.client import ClientConnection, connect
@@ -315,3 +316,55 @@ async def close_code_of(ws: ClientConnection, timeout: float = 10) -> int | None
     except TimeoutError:
         raise AssertionError(f"the server did not close the connection within {timeout}s") from None
     return ws.close_code
+
+
+# --- the cluster as a fixture ------------------------------------------------------------------------------------
+
+def skip_without_services() -> None:
+    """Skip (with the reason printed) where PostgreSQL or Redis is missing; fail in CI, which has both."""
+    missing = missing_services()
+    if missing:
+        why = "the multi-process tests need " + " and ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}. CI provides both services, so these tests must run there, not be skipped.",
+                        pytrace=False)
+        print(f"\nSKIPPED: {why}")
+        pytest.skip(why)
+
+
+def running_cluster(request: pytest.FixtureRequest, cluster: Cluster | None = None, names: tuple[str, ...] = ("A", "B"),
+                    ready_timeout: float = 60) -> Iterator[Cluster]:
+    """A fixture body: fresh database + Redis prefix, migrated once, the named gateways running;
+    everything removed afterwards (with the gateways' logs printed when a test failed)."""
+    skip_without_services()
+    cluster = cluster or Cluster()
+    failed_before = request.session.testsfailed
+    started = time.monotonic()
+    try:
+        cluster.create_database()
+        cluster.migrate()
+        cluster.start(*names)
+        cluster.wait_ready(timeout=ready_timeout)
+        print(f"\ncluster up in {time.monotonic() - started:.1f}s: db {cluster.db_name}, "
+              f"redis prefix {cluster.redis_prefix}, "
+              + ", ".join(f"{gw.name} on :{gw.port}" for gw in cluster.gateways))
+    except BaseException:
+        tear_down(cluster, print_logs=True)
+        raise
+    yield cluster
+    tear_down(cluster, print_logs=request.session.testsfailed > failed_before)
+
+
+def tear_down(cluster: Cluster, *, print_logs: bool) -> None:
+    try:
+        cluster.stop()
+        if print_logs:
+            print("\n" + cluster.logs())
+    finally:
+        try:
+            cluster.drop_database()
+        finally:
+            try:
+                cluster.flush_redis_prefix()
+            finally:
+                cluster.remove_work_dir()

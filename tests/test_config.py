@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import time
@@ -422,26 +421,10 @@ async def test_admin_form_writes_through_the_config_service(connect, config_gate
 # --- several processes (PostgreSQL + Redis) ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    from tests.multiproc_util import Cluster, missing_services
+def cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
+    from tests.multiproc_util import running_cluster
 
-    missing = missing_services()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the multi-process tests need " + " and ".join(missing), pytrace=False)
-        pytest.skip("the multi-process tests need " + " and ".join(missing))
-    cluster = Cluster()
-    try:
-        cluster.create_database()
-        cluster.migrate()
-        cluster.start("A", "B")
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
-        cluster.drop_database()
-        cluster.flush_redis_prefix()
-        cluster.remove_work_dir()
+    yield from running_cluster(request)
 
 
 @pytest.mark.multiprocess

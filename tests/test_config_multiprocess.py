@@ -21,7 +21,7 @@ import pytest
 
 from gateway.client import GatewayClient, RpcError
 from tests.multiproc_util import Cluster
-from tests.test_multiprocess import _running_cluster
+from tests.multiproc_util import running_cluster
 
 pytestmark = pytest.mark.multiprocess
 
@@ -30,7 +30,7 @@ ADMIN = ["operator.admin", "operator.read", "operator.write"]
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    yield from _running_cluster(request)
+    yield from running_cluster(request)
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 from gateway.client import GatewayClient
-from tests.multiproc_util import Cluster
-from tests.test_multiprocess import _skip_without_services, _tear_down
+from tests.multiproc_util import Cluster, running_cluster
 
 pytestmark = pytest.mark.multiprocess
 
@@ -36,19 +35,7 @@ class CronCluster(Cluster):
 @pytest.fixture
 def cron_cluster(request: pytest.FixtureRequest) -> Iterator[CronCluster]:
     """Gateways A, B and C on a fresh database and Redis prefix; all removed afterwards."""
-    _skip_without_services()
-    cluster = CronCluster()
-    failed_before = request.session.testsfailed
-    try:
-        cluster.create_database()
-        cluster.migrate()
-        cluster.start("A", "B", "C")
-        cluster.wait_ready(timeout=90)
-    except BaseException:
-        _tear_down(cluster, print_logs=True)
-        raise
-    yield cluster
-    _tear_down(cluster, print_logs=request.session.testsfailed > failed_before)
+    yield from running_cluster(request, CronCluster(), ("A", "B", "C"), ready_timeout=90)
 
 
 def sql(cluster: Cluster, query: str, *args: Any) -> list[tuple]:

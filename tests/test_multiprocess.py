@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import time
 import uuid
@@ -24,7 +23,7 @@ import pytest
 
 from gateway.client import GatewayClient, RpcError
 from tests.multiproc_util import (Cluster, Device, DeviceConnect, GatewayProcess, close_code_of, device_connect,
-                                  missing_services)
+                                  running_cluster)
 
 pytestmark = pytest.mark.multiprocess
 
@@ -35,62 +34,16 @@ DEVICE_SCOPES = [READ]
 IDLE_SECONDS = 7
 
 
-def _skip_without_services() -> None:
-    missing = missing_services()
-    if missing:
-        why = "the multi-process tests need " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}. CI provides both services, so these tests must run there, not be skipped.",
-                        pytrace=False)
-        print(f"\nSKIPPED: {why}")
-        pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Fresh database + Redis prefix, migrated once, gateways A and B running; all removed after."""
-    yield from _running_cluster(request)
+    yield from running_cluster(request)
 
 
 @pytest.fixture
 def own_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """A cluster for one test that kills one of its gateways (the shared one must stay whole)."""
-    yield from _running_cluster(request)
-
-
-def _running_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    _skip_without_services()
-    cluster = Cluster()
-    failed_before = request.session.testsfailed
-    started = time.monotonic()
-    try:
-        cluster.create_database()
-        cluster.migrate()
-        cluster.start("A", "B")
-        cluster.wait_ready()
-        print(f"\ncluster up in {time.monotonic() - started:.1f}s: db {cluster.db_name}, "
-              f"redis prefix {cluster.redis_prefix}, "
-              + ", ".join(f"{gw.name} on :{gw.port}" for gw in cluster.gateways))
-    except BaseException:
-        _tear_down(cluster, print_logs=True)
-        raise
-    yield cluster
-    _tear_down(cluster, print_logs=request.session.testsfailed > failed_before)
-
-
-def _tear_down(cluster: Cluster, *, print_logs: bool) -> None:
-    try:
-        cluster.stop()
-        if print_logs:
-            print("\n" + cluster.logs())
-    finally:
-        try:
-            cluster.drop_database()
-        finally:
-            try:
-                cluster.flush_redis_prefix()
-            finally:
-                cluster.remove_work_dir()
+    yield from running_cluster(request)
 
 
 class Sockets:

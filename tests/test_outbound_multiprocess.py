@@ -5,40 +5,21 @@ PostgreSQL database and one Redis, the same idempotencyKey sent to both at once 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from typing import Any, Iterator
 
 import pytest
 
 from gateway.client import GatewayClient
-from tests.multiproc_util import Cluster, missing_services
+from tests.multiproc_util import Cluster, running_cluster
 from tests.test_outbound import Receiver
 
 pytestmark = pytest.mark.multiprocess
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    missing = missing_services()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the multi-process tests need " + " and ".join(missing), pytrace=False)
-        pytest.skip("the multi-process tests need " + " and ".join(missing))
-    cluster = Cluster()
-    try:
-        cluster.create_database()
-        cluster.migrate()
-        cluster.start("A", "B")
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
-        try:
-            cluster.drop_database()
-        finally:
-            cluster.flush_redis_prefix()
-            cluster.remove_work_dir()
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    yield from running_cluster(request)
 
 
 def outbound_rows(cluster: Cluster, key: str) -> int:

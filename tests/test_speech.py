@@ -6,7 +6,6 @@ script on PATH exercises the real subprocess path; the real binary is used when 
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import stat
 from pathlib import Path
