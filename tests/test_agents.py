@@ -190,6 +190,12 @@ async def test_rpc_missing_params_name_their_json_path(client):
     with pytest.raises(RpcError) as caught:
         await admin.call("agents.create", {"name": 5, "workspace": "/tmp/x"})
     assert caught.value.code == 400 and "/name" in caught.value.error["message"]
+    with pytest.raises(RpcError) as caught:
+        await admin.call("agents.create", {"name": "n" * 201, "workspace": "/tmp/x"})
+    assert caught.value.code == 400 and "/name" in caught.value.error["message"]
+    with pytest.raises(RpcError) as caught:
+        await admin.call("agents.update", {"agentId": "main", "name": "n" * 100_000})
+    assert caught.value.code == 400 and "/name" in caught.value.error["message"]
 
 
 async def test_rpc_write_scope_cannot_manage_agents(client):

@@ -331,6 +331,10 @@ async def test_send_params_are_checked_with_json_paths(client: Any) -> None:
     assert err["code"] == 400 and "/message" in err["message"]
     err = await call_error(writer, "poll", {"to": "x", "question": "q", "options": ["only"], "idempotencyKey": key()})
     assert err["code"] == 400 and "/options" in err["message"]
+    err = await call_error(writer, "send", {"to": "x", "message": "m" * 100_001, "idempotencyKey": key()})
+    assert err["code"] == 400 and "/message" in err["message"], "a 100,000-character cap, not a 5 MB log line"
+    err = await call_error(writer, "send", {"to": "x", "mediaUrls": ["https://e.com/a"] * 33, "idempotencyKey": key()})
+    assert err["code"] == 400 and "/mediaUrls" in err["message"]
 
 
 async def test_send_over_the_socket_replays_the_same_answer(client: Any) -> None:

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from asgiref.sync import sync_to_async
+from pydantic import StringConstraints
 
 from gateway.agents import queries, services
 from gateway.protocol.context import CallContext
 from gateway.protocol.registry import ADMIN, READ, NoParams, Params, method
 
 
+# Bounds keep a listing small and a row sane; nothing legitimate comes near them.
+Name = Annotated[str, StringConstraints(max_length=200)]
+Workspace = Annotated[str, StringConstraints(max_length=4096)]
+Short = Annotated[str, StringConstraints(max_length=2048)]
+
+
 class CreateParams(Params):
-    name: str
-    workspace: str
-    emoji: str | None = None
-    avatar: str | None = None
-    model: str | None = None
+    name: Name
+    workspace: Workspace
+    emoji: Short | None = None
+    avatar: Short | None = None
+    model: Short | None = None
 
 
 class UpdateParams(Params):
     agent_id: str
-    name: str | None = None
-    workspace: str | None = None
-    model: str | None = None
-    avatar: str | None = None
+    name: Name | None = None
+    workspace: Workspace | None = None
+    model: Short | None = None
+    avatar: Short | None = None
 
 
 class DeleteParams(Params):

@@ -16,11 +16,14 @@ from gateway.protocol.registry import ADMIN, READ, WRITE, Params, method
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
+MESSAGE_MAX = 100_000  # characters of one outbound message (every channel splits far below this)
+
+
 class SendParams(Params):
     to: NonEmpty
-    message: str | None = None
+    message: Annotated[str, StringConstraints(max_length=MESSAGE_MAX)] | None = None
     media_url: str | None = None
-    media_urls: list[str] | None = None
+    media_urls: Annotated[list[str], Field(max_length=32)] | None = None
     gif_playback: bool | None = None
     channel: str | None = None
     account_id: str | None = None
