@@ -28,6 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--cron", action="store_true",
                             help="only the cron scheduler's tick cost with 10,000 jobs, idle and with 100 due, "
                                  "against a bare indexed SELECT of the due rows (cron/bench.py)")
+        parser.add_argument("--database-url", default="",
+                            help="with --cron: measure on this (empty, scratch) database instead of a throw-away "
+                                 "SQLite file, e.g. postgres://postgres@127.0.0.1:5432/anima_bench")
 
     def handle(self, *args: Any, **options: Any) -> None:
         sizes = QUICK_SIZES if options["quick"] else DEFAULT_SIZES
@@ -60,7 +63,8 @@ class Command(BaseCommand):
 
         try:
             report = bench.run(settings.BASE_DIR, jobs=1000 if options["quick"] else 10_000,
-                               due=100, repeat=5 if options["quick"] else 15, log=log)
+                               due=100, repeat=5 if options["quick"] else 15, database_url=options["database_url"],
+                               log=log)
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(json.dumps(report, indent=2) if options["json"] else bench.format_report(report))
