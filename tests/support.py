@@ -104,13 +104,19 @@ def start_gateway(extra_env: dict[str, str] | None = None, startup_timeout: floa
                   migrate_first: bool = True) -> GatewayServer:
     state_dir = Path(tempfile.mkdtemp(prefix="anima-gw-test-"))
     token = secrets.token_hex(24)
-    port = free_port()
     env = gateway_env(state_dir, token, extra_env)
     migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"] if migrate_first else ["true"],
                              cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120)
     if migrate.returncode != 0:
         raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
-    output_path = state_dir / "server.out"
+    return launch_gateway(state_dir, token, env, startup_timeout=startup_timeout)
+
+
+def launch_gateway(state_dir: Path, token: str, env: dict[str, str], *, startup_timeout: float = 30) -> GatewayServer:
+    """`gateway serve` on a free port with this environment (state dir, database, token); returns
+    once it listens. Also used to restart a gateway on the same state."""
+    port = free_port()
+    output_path = state_dir / f"server-{port}.out"
     with open(output_path, "wb") as out:
         process = subprocess.Popen(
             [PYTHON, "manage.py", "gateway", "serve", "--quiet", "--bind", "127.0.0.1", "--port", str(port)],

@@ -15,8 +15,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import time
 import uuid
 from typing import Any, Callable, Iterator
@@ -24,7 +22,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from gateway.client import GatewayClient
-from tests.support import PROJECT_DIR, PYTHON, GatewayServer, free_port
+from tests.support import GatewayServer, launch_gateway
 
 READ, WRITE = "operator.read", "operator.write"
 RECOVERY_BOUND_S = 40  # single process: at start; several processes: a 30 s lease checked every 10 s
@@ -33,30 +31,9 @@ AT_START_S = 10  # the single-process gateway fails its previous life's runs as 
 pytestmark = pytest.mark.slow
 
 
-def restart_on_same_state(server: GatewayServer, startup_timeout: float = 30) -> GatewayServer:
-    """Start a new gateway process with `server`'s environment (state dir, database, token) on
-    a new port; returns once it listens."""
-    port = free_port()
-    output_path = server.state_dir / f"server-{port}.out"
-    with open(output_path, "wb") as out:
-        process = subprocess.Popen(
-            [PYTHON, "manage.py", "gateway", "serve", "--quiet", "--bind", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_DIR, env=server.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    restarted = GatewayServer(url=f"ws://127.0.0.1:{port}", token=server.token, state_dir=server.state_dir,
-                              log_path=server.log_path, output_path=output_path, port=port, env=server.env,
-                              process=process)
-    deadline = time.monotonic() + startup_timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the restarted gateway exited ({process.returncode}):\n{restarted.output()}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return restarted
-        if time.monotonic() > deadline:
-            restarted.stop()
-            raise RuntimeError(f"the restarted gateway did not listen within {startup_timeout}s:\n"
-                               f"{restarted.output()}")
-        time.sleep(0.05)  # polling for the port, not waiting for an outcome
+def restart_on_same_state(server: GatewayServer) -> GatewayServer:
+    """A new gateway process with `server`'s environment (state dir, database, token) on a new port."""
+    return launch_gateway(server.state_dir, server.token, server.env)
 
 
 @pytest.fixture
